@@ -1,0 +1,54 @@
+# The two commands of the README: `make preview` and `make test`. Each sets up what it needs.
+#   make preview                                  offline preview of every stack, with the policy verdict
+#   make preview STACK=prod                       one stack
+#   make preview PROGRAM=DIR CONFIG=FILE [OUT=DIR] [POLICY_CONFIG=FILE]   any Pulumi Python program
+#   make test                                     ruff, mypy, actionlint, zizmor, pytest
+
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+RUN := $(UV) run --frozen --no-sync
+TYPED_DIRS := infra components policies lambda_src offline
+
+.PHONY: setup preview test lint typecheck workflows pytest clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --quiet
+	touch $@
+
+setup: $(VENV)/.synced
+
+preview: setup
+ifdef PROGRAM
+	$(RUN) python -m offline.preview --program "$(PROGRAM)" --config "$(CONFIG)" \
+		$(if $(OUT),--out "$(OUT)") $(if $(POLICY_CONFIG),--policy-config "$(POLICY_CONFIG)")
+else
+	$(RUN) python -m offline.preview $(if $(STACK),--stack "$(STACK)") $(if $(OUT),--out "$(OUT)") \
+		$(if $(POLICY_CONFIG),--policy-config "$(POLICY_CONFIG)")
+endif
+
+lint: setup
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+typecheck: setup
+	$(RUN) mypy $(TYPED_DIRS)
+
+workflows: setup
+	$(RUN) actionlint -shellcheck= .github/workflows/*.yml
+	$(RUN) zizmor --offline --min-severity low .github/workflows
+
+pytest: setup
+	$(RUN) pytest
+
+test: lint typecheck workflows pytest
+
+clean:
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,474 @@
+"""Typed stack configuration: the schema of every key, its default, and validation.
+
+The stack files (`Pulumi.<stack>.yaml`) hold one object per component (`collector`, `dashboard`,
+`analytics`, `quota`, `bearerTokenIngest`) plus a few scalar keys declared in `Pulumi.yaml`.
+`parse_stack_config` validates all of it before any resource is declared and reports every problem as
+`<key> must be <what is allowed> (<stack file>), got <value>`.
+"""
+
+from __future__ import annotations
+
+import json
+import zoneinfo
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, get_args, get_origin
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+PROJECT = "claude-code-monitoring"
+
+CLOUDWATCH_RETENTION_DAYS = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+)  # fmt: skip
+FARGATE_CPU_UNITS = (256, 512, 1024, 2048, 4096, 8192, 16384)
+CREDENTIAL_AGE_DAYS_MAX = 36600  # the IAM API's own limit for service-specific credentials
+
+_EMAIL = r"^[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$"
+_HOSTNAME = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
+_HTTPS_URL = r"^https://[^\s/:]+(:\d+)?(/\S*)?$"
+_CIDR = r"^((25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(25[0-5]|2[0-4]\d|1?\d?\d)/(3[0-2]|[12]?\d)$"
+_IAM_USER_SAFE = r"^[A-Za-z0-9+=,.@_-]{1,48}$"
+
+Email = Annotated[str, Field(pattern=_EMAIL, json_schema_extra={"allowed": "an email address"})]
+Cidr = Annotated[str, Field(pattern=_CIDR, json_schema_extra={"allowed": "an IPv4 CIDR such as 10.0.0.0/8"})]
+HttpsUrl = Annotated[str, Field(pattern=_HTTPS_URL, json_schema_extra={"allowed": "an https:// URL"})]
+RetentionDays = Annotated[
+    int,
+    Field(json_schema_extra={"allowed": "one of the CloudWatch Logs retention values "
+                                        + ", ".join(map(str, CLOUDWATCH_RETENTION_DAYS))}),
+]
+
+
+class ConfigError(Exception):
+    """The stack configuration is invalid; the message lists every problem, one per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class _Section(BaseModel):
+    """Strict, camelCase, closed: a typo in a key is an error, never a silently ignored setting."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        strict=True,
+        frozen=True,
+    )
+
+
+def _check_retention(value: int) -> int:
+    if value not in CLOUDWATCH_RETENTION_DAYS:
+        raise ValueError("allowed: " + ", ".join(map(str, CLOUDWATCH_RETENTION_DAYS)))
+    return value
+
+
+class IdentityClaims(_Section):
+    """Names of the claims in the identity provider's token that carry the user's identity."""
+
+    email: str = "email"
+    user_id: str = "sub"
+    department: str = "department"
+    team: str = "team"
+    cost_center: str = "cost_center"
+
+
+class IdentityConfig(_Section):
+    """How the collector authenticates Claude Code clients."""
+
+    mode: Literal["jwt", "none"] = Field(
+        "jwt", description="`jwt`: the load balancer validates the IdP's bearer token; `none`: no check (dev only)")
+    issuer: HttpsUrl | None = Field(None, description="Token issuer (`iss`) of the identity provider")
+    jwks_uri: HttpsUrl | None = Field(None, description="JWKS endpoint of the identity provider")
+    audience: str | None = Field(None, description="Expected `aud` claim")
+    claims: IdentityClaims = IdentityClaims()
+
+    @model_validator(mode="after")
+    def _jwt_needs_provider(self) -> IdentityConfig:
+        if self.mode == "jwt":
+            missing = [name for name, value in
+                       (("issuer", self.issuer), ("jwksUri", self.jwks_uri), ("audience", self.audience))
+                       if not value]
+            if missing:
+                raise ValueError(f"needs {', '.join(missing)} when mode is jwt")
+        return self
+
+
+class NetworkConfig(_Section):
+    """A new VPC, or an existing one."""
+
+    vpc_id: str | None = Field(None, pattern=r"^vpc-[0-9a-f]{8,17}$",
+                               json_schema_extra={"allowed": "a VPC id such as vpc-0abc12345"})
+    private_subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = []
+    public_subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = []
+    cidr_block: Cidr = "10.60.0.0/16"
+    availability_zones: int = Field(2, ge=2, le=3, description="AZs of a new VPC")
+    nat_gateways: Literal["single", "onePerAz"] = "single"
+
+    @model_validator(mode="after")
+    def _existing_vpc_needs_subnets(self) -> NetworkConfig:
+        if self.vpc_id and (len(self.private_subnet_ids) < 2 or len(self.public_subnet_ids) < 2):
+            raise ValueError("needs at least 2 privateSubnetIds and 2 publicSubnetIds, in distinct "
+                             "availability zones, with vpcId")
+        if not self.vpc_id and (self.private_subnet_ids or self.public_subnet_ids):
+            raise ValueError("needs vpcId when subnet ids are given")
+        return self
+
+
+class CollectorConfig(_Section):
+    """Path A: the OpenTelemetry collector behind an HTTPS load balancer."""
+
+    enabled: bool = False
+    desired_count: int = Field(1, ge=1, le=20, description="Collector tasks at deployment")
+    min_count: int = Field(1, ge=1, le=20, description="Autoscaling minimum")
+    max_count: int = Field(2, ge=1, le=50, description="Autoscaling maximum")
+    cpu: Literal[FARGATE_CPU_UNITS] = Field(512, description="Fargate CPU units per task")  # type: ignore[valid-type]
+    memory: int = Field(1024, ge=512, le=122880, description="Fargate memory per task, MiB")
+    log_retention_days: RetentionDays = 30
+    domain_name: str | None = Field(None, pattern=_HOSTNAME, max_length=253,
+                                    json_schema_extra={"allowed": "a lower-case DNS name such as otel.example.com"})
+    hosted_zone_id: str | None = Field(None, pattern=r"^Z[A-Z0-9]{4,32}$",
+                                       json_schema_extra={"allowed": "a Route 53 hosted zone id such as Z0123ABC"})
+    certificate_arn: str | None = Field(
+        None, pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$",
+        json_schema_extra={"allowed": "an ACM certificate ARN"})
+    internet_facing: bool = True
+    allowed_cidrs: list[Cidr] = Field(["0.0.0.0/0"], min_length=1)
+    idle_timeout_seconds: int = Field(300, ge=61, le=4000, description="Load balancer idle timeout")
+    container_insights: bool = False
+    network: NetworkConfig = NetworkConfig()
+    identity: IdentityConfig = IdentityConfig(mode="none")
+
+    _retention = field_validator("log_retention_days")(_check_retention)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CollectorConfig:
+        if not self.min_count <= self.desired_count <= self.max_count:
+            raise ValueError(f"needs minCount <= desiredCount <= maxCount, got {self.min_count} <= "
+                             f"{self.desired_count} <= {self.max_count}")
+        if self.enabled and not (self.certificate_arn or (self.domain_name and self.hosted_zone_id)):
+            raise ValueError("needs certificateArn, or domainName with hostedZoneId, when enabled "
+                             "(the certificate of the HTTPS listener)")
+        if self.enabled and not self.domain_name:
+            raise ValueError("needs domainName when enabled (the endpoint Claude Code sends to)")
+        return self
+
+
+class DashboardConfig(_Section):
+    """DynamoDB rollups, the aggregator and widget functions, and the CloudWatch dashboard."""
+
+    enabled: bool = False
+    rollup_ttl_days: int = Field(400, ge=1, le=3650, description="Days a rollup item is kept")
+    point_in_time_recovery: bool = False
+    log_retention_days: RetentionDays = 30
+
+    _retention = field_validator("log_retention_days")(_check_retention)
+
+
+class AnalyticsConfig(_Section):
+    """Firehose to an S3 Parquet data lake, Glue tables and an Athena workgroup."""
+
+    enabled: bool = False
+    buffering_interval_seconds: int = Field(300, ge=60, le=900)
+    buffering_size_mb: int = Field(128, ge=64, le=128, description="Parquet conversion needs at least 64 MiB")
+    infrequent_access_after_days: int | None = Field(90, ge=30)
+    glacier_instant_retrieval_after_days: int | None = Field(None, ge=90)
+    expiration_days: int | None = Field(730, ge=1)
+    results_expiration_days: int = Field(7, ge=1, le=365)
+    bytes_scanned_cutoff_mb: int = Field(10240, ge=10, le=10_000_000, description="Athena per-query scan limit")
+
+    @model_validator(mode="after")
+    def _lifecycle_in_order(self) -> AnalyticsConfig:
+        steps = [(name, days) for name, days in (
+            ("infrequentAccessAfterDays", self.infrequent_access_after_days),
+            ("glacierInstantRetrievalAfterDays", self.glacier_instant_retrieval_after_days),
+            ("expirationDays", self.expiration_days)) if days is not None]
+        for (first, first_days), (second, second_days) in zip(steps, steps[1:], strict=False):
+            if first_days >= second_days:
+                raise ValueError(f"needs {first} < {second}, got {first_days} >= {second_days}")
+        return self
+
+
+class QuotaLimits(_Section):
+    """Limits of one policy. 0 disables a limit; a missing limit is not enforced."""
+
+    daily_tokens: int | None = Field(None, ge=0)
+    monthly_tokens: int | None = Field(None, ge=0)
+    daily_usd: float | int | None = Field(None, ge=0)
+    monthly_usd: float | int | None = Field(None, ge=0)
+
+
+class GroupQuota(QuotaLimits):
+    group_type: Literal["department", "team"]
+    name: str = Field(min_length=1)
+
+
+class UserQuota(QuotaLimits):
+    email: Email
+
+
+class QuotaConfig(_Section):
+    """Per-user token and cost quotas: default, group and user policies."""
+
+    enabled: bool = False
+    time_zone: str = "UTC"
+    schedule_minutes: int = Field(15, ge=5, le=1440)
+    thresholds: list[Annotated[int, Field(ge=1, le=100)]] = Field([80, 90, 100], min_length=1)
+    alert_emails: list[Email] = []
+    default: QuotaLimits = QuotaLimits()
+    groups: list[GroupQuota] = []
+    users: list[UserQuota] = []
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError("an IANA time zone such as UTC or Europe/Berlin") from None
+        return value
+
+    @field_validator("thresholds")
+    @classmethod
+    def _ascending(cls, value: list[int]) -> list[int]:
+        if any(a >= b for a, b in zip(value, value[1:], strict=False)):
+            raise ValueError("strictly ascending percentages from 1 to 100, such as [80, 90, 100]")
+        return value
+
+
+class BearerTeam(_Section):
+    name: str = Field(pattern=_IAM_USER_SAFE, json_schema_extra={
+        "allowed": "1-48 characters usable in an IAM user name (letters, digits, +=,.@_-)"})
+    department: str | None = None
+    cost_center: str | None = None
+
+
+class BearerTokenIngestConfig(_Section):
+    """Path B: CloudWatch API keys for direct OTLP ingest, per team."""
+
+    enabled: bool = False
+    credential_age_days: int = Field(90, ge=1, le=CREDENTIAL_AGE_DAYS_MAX)
+    expiry_warning_days: int = Field(14, ge=1, le=60)
+    account_guardrail: bool = False
+    teams: list[BearerTeam] = []
+
+    @field_validator("teams")
+    @classmethod
+    def _unique_names(cls, teams: list[BearerTeam]) -> list[BearerTeam]:
+        seen: set[str] = set()
+        for team in teams:
+            if team.name.lower() in seen:
+                raise ValueError(f"unique team names, and {team.name!r} appears twice")
+            seen.add(team.name.lower())
+        return teams
+
+
+class StackConfig(_Section):
+    """Everything the program reads from a stack."""
+
+    region: str = Field(pattern=r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$",
+                        json_schema_extra={"allowed": "an AWS region such as eu-west-1"})
+    default_tags: dict[str, str] = {}
+    name_prefix: str = Field("ccm", pattern=r"^[a-z][a-z0-9-]{1,14}$", json_schema_extra={
+        "allowed": "2-15 lower-case letters, digits or hyphens, starting with a letter"})
+    alarm_emails: list[Email] = []
+    collector: CollectorConfig = CollectorConfig()
+    dashboard: DashboardConfig = DashboardConfig()
+    analytics: AnalyticsConfig = AnalyticsConfig()
+    quota: QuotaConfig = QuotaConfig()
+    bearer_token_ingest: BearerTokenIngestConfig = BearerTokenIngestConfig()
+
+
+# Keys in the project namespace that hold one object each, and the scalar keys declared in Pulumi.yaml.
+SECTION_KEYS = ("collector", "dashboard", "analytics", "quota", "bearerTokenIngest")
+SCALAR_KEYS = ("namePrefix", "alarmEmails")
+
+
+def parse_stack_config(raw: Mapping[str, Any], stack_file: str) -> StackConfig:
+    """Validate a stack's configuration, given as {"aws:region": ..., "<project>:<key>": ...}.
+
+    Object values may be given parsed or as the JSON text Pulumi passes to programs.
+    Raises ConfigError naming each bad key, the stack file and what is allowed.
+    """
+    problems: list[str] = []
+    document: dict[str, Any] = {}
+    for full_key, value in raw.items():
+        namespace, _, key = full_key.partition(":")
+        if namespace == "aws":
+            if key == "region":
+                document["region"] = value
+            elif key == "defaultTags":
+                tags = _maybe_json(value)
+                document["defaultTags"] = tags.get("tags", {}) if isinstance(tags, dict) else tags
+        elif namespace == PROJECT:
+            if key in SECTION_KEYS or key == "alarmEmails":
+                document[key] = _maybe_json(value)
+            elif key in SCALAR_KEYS:
+                document[key] = value
+            else:
+                problems.append(f"{full_key} is not a setting of this project; the project's keys are "
+                                f"{', '.join(SCALAR_KEYS + SECTION_KEYS)} ({stack_file})")
+    if "region" not in document:
+        problems.append(f"aws:region must be set to an AWS region such as eu-west-1 ({stack_file})")
+    if problems:
+        raise ConfigError(problems)
+    try:
+        return StackConfig.model_validate(document)
+    except ValidationError as error:
+        raise ConfigError([_describe(item, stack_file) for item in error.errors()]) from None
+
+
+def _maybe_json(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in ("region", "defaultTags"):
+            path += "aws:" + part if not path else "." + part
+        else:
+            path += ("." if path else "") + str(part)
+    return path
+
+
+def _field_for(loc: tuple[int | str, ...]) -> tuple[Any, Any]:
+    """Walk the schema along an error location; return (annotation, FieldInfo) of the last field."""
+    model: Any = StackConfig
+    annotation: Any = None
+    info: Any = None
+    for part in loc:
+        if isinstance(part, int):
+            annotation = _unwrap_list(annotation)
+            info = None
+            model = _model_of(annotation)
+            continue
+        if model is None or not _is_model(model):
+            break
+        by_alias = {f.alias or name: (name, f) for name, f in model.model_fields.items()}
+        if part not in by_alias:
+            return None, None
+        info = by_alias[part][1]
+        annotation = info.annotation
+        candidate = _strip_optional(annotation)
+        model = candidate if _is_model(candidate) else None
+        if model is None and get_origin(candidate) is list:
+            annotation = candidate
+    return annotation, info
+
+
+def _is_model(candidate: Any) -> bool:
+    return isinstance(candidate, type) and issubclass(candidate, BaseModel)
+
+
+def _strip_optional(annotation: Any) -> Any:
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    if args and get_origin(annotation) is not list and get_origin(annotation) is not Literal \
+            and get_origin(annotation) is not Annotated and len(args) == 1:
+        return args[0]
+    return annotation
+
+
+def _unwrap_list(annotation: Any) -> Any:
+    """The item type of a list annotation, keeping its `Annotated` constraints."""
+    annotation = _strip_optional(annotation)
+    if get_origin(annotation) is list:
+        return get_args(annotation)[0]
+    return annotation
+
+
+def _model_of(annotation: Any) -> Any:
+    if get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    return annotation if _is_model(annotation) else None
+
+
+def _allowed(annotation: Any, info: Any) -> str | None:
+    """What a field accepts, in words, from its annotation and constraints."""
+    extra = getattr(info, "json_schema_extra", None)
+    if isinstance(extra, dict) and "allowed" in extra:
+        return str(extra["allowed"])
+    metadata = list(getattr(info, "metadata", []) or [])
+    base = _strip_optional(annotation)
+    if get_origin(base) is Annotated:
+        inner, *more = get_args(base)
+        for item in more:
+            if hasattr(item, "json_schema_extra") and isinstance(item.json_schema_extra, dict) \
+                    and "allowed" in item.json_schema_extra:
+                return str(item.json_schema_extra["allowed"])
+            metadata.extend(getattr(item, "metadata", []) or [])
+        base = inner
+    low = next((getattr(m, "ge", None) for m in metadata if getattr(m, "ge", None) is not None), None)
+    high = next((getattr(m, "le", None) for m in metadata if getattr(m, "le", None) is not None), None)
+    if get_origin(base) is Literal:
+        return "one of " + ", ".join(json.dumps(v) for v in get_args(base))
+    numeric = {int: "an integer", float: "a number"}
+    kinds = [a for a in (get_args(base) or (base,)) if a in numeric]
+    if kinds:
+        noun = numeric[float] if float in kinds else numeric[int]
+        if low is not None and high is not None:
+            return f"{noun} from {low} to {high}"
+        if low is not None:
+            return f"{noun} of at least {low}"
+        if high is not None:
+            return f"{noun} of at most {high}"
+        return noun
+    if base is bool:
+        return "true or false"
+    if base is str:
+        return "a string"
+    if get_origin(base) is list:
+        return "a list"
+    if get_origin(base) is dict:
+        return "a map of strings"
+    if _is_model(base):
+        return "an object with the keys " + ", ".join(f.alias or n for n, f in base.model_fields.items())
+    return None
+
+
+def _describe(error: Any, stack_file: str) -> str:
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    value = error.get("input")
+    if kind == "extra_forbidden":
+        parent_annotation, _ = _field_for(loc[:-1]) if len(loc) > 1 else (StackConfig, None)
+        parent = _model_of(_strip_optional(parent_annotation))
+        known = ", ".join(f.alias or n for n, f in parent.model_fields.items()) if _is_model(parent) else ""
+        return f"{_key_path(loc)} is not a known setting; allowed keys here: {known} ({stack_file})"
+    if kind == "missing":
+        annotation, info = _field_for(loc)
+        allowed = _allowed(annotation, info) or "set"
+        return f"{_key_path(loc)} is required: it must be {allowed} ({stack_file})"
+    if kind == "value_error":
+        reason = str(error.get("ctx", {}).get("error", error["msg"]))
+        if reason.startswith("allowed: "):
+            reason = "one of " + reason.removeprefix("allowed: ")
+        if isinstance(value, dict) or not loc:
+            return f"{_key_path(loc) or 'configuration'} {reason} ({stack_file})"
+        return f"{_key_path(loc)} must be {reason} ({stack_file}), got {json.dumps(value)}"
+    annotation, info = _field_for(loc)
+    allowed = _allowed(annotation, info) or error["msg"].lower()
+    return f"{_key_path(loc)} must be {allowed} ({stack_file}), got {json.dumps(value, default=str)}"
+
+
+def stack_file_name(stack: str) -> str:
+    return f"Pulumi.{stack}.yaml"
+
+

@@ -1,0 +1,278 @@
+"""Run a Pulumi Python program under the mock runtime and record what the engine would receive.
+
+The recording keeps each resource's registration exactly as the SDK sent it (a protobuf Struct with
+camelCase keys, numbers as floats and secrets still marked), so the policy pack can be fed the very
+request the Pulumi engine would build.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import logging
+import runpy
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from google.protobuf import json_format, struct_pb2
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime.config import set_all_config
+from pulumi.runtime.stack import run_pulumi_func
+
+from offline.mocks import PlausibleMocks
+
+ROOT_STACK_TYPE = "pulumi:pulumi:Stack"
+SECRET_PLACEHOLDER = "offline-placeholder-secret"
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+
+
+class OfflineError(Exception):
+    """The program could not be previewed; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Program:
+    """A Pulumi Python program: its project name and the directory holding `__main__.py`."""
+
+    project: str
+    main_dir: Path
+    root: Path
+
+    @staticmethod
+    def load(directory: Path) -> Program:
+        directory = directory.resolve()
+        project_file = directory / "Pulumi.yaml"
+        if project_file.is_file():
+            project = yaml.safe_load(project_file.read_text()) or {}
+            runtime = project.get("runtime")
+            runtime_name = runtime.get("name") if isinstance(runtime, dict) else runtime
+            if runtime_name != "python":
+                raise OfflineError(f"{project_file}: runtime is {runtime_name!r}; the offline preview runs "
+                                   "Python programs only")
+            main_dir = (directory / project.get("main", ".")).resolve()
+            name = str(project.get("name") or directory.name)
+        else:
+            main_dir, name = directory, directory.name
+        if not (main_dir / "__main__.py").is_file():
+            raise OfflineError(f"{main_dir}: no __main__.py; point PROGRAM at a Pulumi Python program directory")
+        return Program(project=name, main_dir=main_dir, root=directory)
+
+    def project_defaults(self) -> dict[str, Any]:
+        """Defaults declared in Pulumi.yaml's `config:` block, applied as the CLI applies them."""
+        project_file = self.root / "Pulumi.yaml"
+        if not project_file.is_file():
+            return {}
+        declared = (yaml.safe_load(project_file.read_text()) or {}).get("config") or {}
+        defaults: dict[str, Any] = {}
+        for key, declaration in declared.items():
+            full_key = key if ":" in key else f"{self.project}:{key}"
+            if isinstance(declaration, dict) and "default" in declaration:
+                defaults[full_key] = declaration["default"]
+            elif isinstance(declaration, dict) and "value" in declaration:
+                defaults[full_key] = declaration["value"]
+            elif not isinstance(declaration, dict):
+                defaults[full_key] = declaration
+        return defaults
+
+
+@dataclass(frozen=True)
+class StackConfigFile:
+    """A `Pulumi.<stack>.yaml` file as the CLI hands it to a program."""
+
+    stack: str
+    path: Path
+    values: dict[str, str]
+    secret_keys: list[str]
+
+    @staticmethod
+    def load(path: Path, program: Program) -> StackConfigFile:
+        if not path.is_file():
+            raise OfflineError(f"{path}: no such stack configuration file")
+        stack = path.name.removeprefix("Pulumi.").rsplit(".", 1)[0] if path.name.startswith("Pulumi.") \
+            else path.stem
+        document = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(document, dict) or not isinstance(document.get("config", {}), dict):
+            raise OfflineError(f"{path}: expected a mapping with a `config:` mapping")
+        raw: dict[str, Any] = dict(program.project_defaults())
+        for key, value in (document.get("config") or {}).items():
+            raw[key if ":" in key else f"{program.project}:{key}"] = value
+        values: dict[str, str] = {}
+        secret_keys: list[str] = []
+        for key, value in raw.items():
+            replaced, had_secret = _replace_secure(value)
+            if had_secret:
+                secret_keys.append(key)
+            values[key] = replaced if isinstance(replaced, str) else json.dumps(replaced)
+        return StackConfigFile(stack=stack, path=path, values=values, secret_keys=secret_keys)
+
+
+def _replace_secure(value: Any) -> tuple[Any, bool]:
+    """Swap every `secure:` value for a placeholder (no passphrase or KMS key is at hand offline)."""
+    if isinstance(value, dict):
+        if set(value) == {"secure"}:
+            return SECRET_PLACEHOLDER, True
+        items = {k: _replace_secure(v) for k, v in value.items()}
+        return {k: v for k, (v, _) in items.items()}, any(s for _, s in items.values())
+    if isinstance(value, list):
+        items_list = [_replace_secure(v) for v in value]
+        return [v for v, _ in items_list], any(s for _, s in items_list)
+    return value, False
+
+
+@dataclass
+class Registration:
+    """One resource as the engine saw its registration."""
+
+    urn: str
+    type: str
+    name: str
+    parent: str | None
+    custom: bool
+    properties: struct_pb2.Struct
+    dependencies: list[str]
+    property_dependencies: dict[str, list[str]]
+    provider: str
+    protect: bool
+    ignore_changes: list[str]
+    delete_before_replace: bool | None
+    additional_secret_outputs: list[str]
+
+    def inputs(self) -> dict[str, Any]:
+        """Inputs with secrets shown as "[secret]", for reports and plan.json."""
+        return _mask_secrets(json_format.MessageToDict(self.properties))
+
+
+def _mask_secrets(value: Any) -> Any:
+    if isinstance(value, dict):
+        if value.get("4dabf18193072939515e22adb298388d") == SECRET_SIG:
+            return "[secret]"
+        return {k: _mask_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_secrets(v) for v in value]
+    return value
+
+
+def _contains_unknown(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_contains_unknown(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_contains_unknown(v) for v in value)
+    return value == UNKNOWN
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """The SDK's mock monitor, keeping every registration in order and naming URNs as the engine does."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.registrations: list[Registration] = []
+
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        # The engine leaves the root stack out of a child's qualified type; the SDK's mock does not.
+        if parent and parent.split("::")[2].split("$")[-1] == ROOT_STACK_TYPE:
+            parent = ""
+        return super().make_urn(parent, type_, name)
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+        response = super().RegisterResource(request)
+        urn = response.urn
+        self.registrations.append(Registration(
+            urn=urn,
+            type=request.type,
+            name=request.name,
+            parent=request.parent or None,
+            custom=bool(request.custom),
+            properties=request.object,
+            dependencies=list(request.dependencies),
+            property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
+            provider=request.provider,
+            protect=bool(request.protect),
+            ignore_changes=list(request.ignoreChanges),
+            delete_before_replace=request.deleteBeforeReplace if request.deleteBeforeReplaceDefined else None,
+            additional_secret_outputs=list(request.additionalSecretOutputs),
+        ))
+        return response
+
+
+@dataclass
+class ProgramRun:
+    """What one run of a program produced."""
+
+    project: str
+    stack: str
+    registrations: list[Registration]
+    outputs: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+
+class _CollectingHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def run_program(program: Program, config: StackConfigFile, *, preview: bool = False) -> ProgramRun:
+    """Run `program` under mocks with `config`; raise OfflineError or the program's own error.
+
+    `preview=True` reproduces the mock runtime's preview mode, in which apply callbacks never run; it
+    exists so that the check for that failure can itself be tested.
+    """
+    context = contextvars.Context()
+    return context.run(_run_isolated, program, config, preview)
+
+
+def _run_isolated(program: Program, config: StackConfigFile, preview: bool) -> ProgramRun:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    logger = logging.getLogger(f"offline-preview.{config.stack}")
+    logger.propagate = False
+    handler = _CollectingHandler()
+    logger.handlers = [handler]
+    region = config.values.get("aws:region", "us-east-1")
+    mocks = PlausibleMocks(region)
+    monitor = RecordingMonitor(mocks)
+    set_all_config(dict(config.values), list(config.secret_keys))
+    pulumi_mocks.set_mocks(mocks, project=program.project, stack=config.stack, preview=preview,
+                           logger=logger, monitor=monitor)
+    apply_ran: list[bool] = []
+    pulumi.Output.from_input(True).apply(apply_ran.append)
+
+    added_path = str(program.root)
+    sys.path.insert(0, added_path)
+    try:
+        loop.run_until_complete(run_pulumi_func(
+            lambda: runpy.run_path(str(program.main_dir), run_name="__main__")))
+        root = pulumi.runtime.settings.get_root_resource()
+        outputs = loop.run_until_complete(_resolve_outputs(getattr(root, "outputs", {})))
+    finally:
+        sys.path.remove(added_path)
+        loop.close()
+        asyncio.set_event_loop(None)
+
+    unknown = [r.urn for r in monitor.registrations if _contains_unknown(json_format.MessageToDict(r.properties))]
+    if not apply_ran or unknown:
+        raise OfflineError(
+            "the mock runtime skipped apply callbacks (it does in preview mode), so inputs are unknown"
+            + (f" in {len(unknown)} resources, e.g. {unknown[0]}" if unknown else "")
+            + "; run with preview=False")
+    return ProgramRun(project=program.project, stack=config.stack, registrations=monitor.registrations,
+                      outputs=outputs, warnings=handler.messages)
+
+
+async def _resolve_outputs(outputs: dict[str, Any]) -> dict[str, Any]:
+    resolved: dict[str, Any] = {}
+    for name, value in outputs.items():
+        output = pulumi.Output.from_input(value)
+        is_secret = await output.is_secret()
+        plain = await output.future()
+        resolved[name] = "[secret]" if is_secret else plain
+    return resolved

@@ -1,0 +1,235 @@
+"""Offline preview: run a Pulumi program under mocks, evaluate the policy pack, write plan.json.
+
+    python -m offline.preview                       # every stack of this project
+    python -m offline.preview --stack prod          # one stack
+    python -m offline.preview --program DIR --config FILE [--out DIR] [--policy-config FILE]
+
+Exit status: 0 clean (advisories allowed), 1 a mandatory violation, 2 the program or its configuration failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from offline.engine import Program, ProgramRun, Registration, StackConfigFile, run_program
+from offline.policy import Violation, evaluate, load_policy_config
+from policies.pack import DEFAULT_ENFORCEMENT_LEVEL, PACK_NAME, POLICIES
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+EXIT_OK, EXIT_MANDATORY, EXIT_FAILED = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Target:
+    program: Path
+    config: Path
+    out: Path
+    policy_config: Path | None
+
+
+@dataclass
+class PreviewResult:
+    run: ProgramRun
+    violations: list[Violation]
+    seconds: float
+    artifacts: list[Path]
+
+    @property
+    def mandatory(self) -> list[Violation]:
+        return [v for v in self.violations if v.enforcement_level == "mandatory"]
+
+
+def preview(target: Target) -> PreviewResult:
+    started = time.perf_counter()
+    program = Program.load(target.program)
+    config = StackConfigFile.load(target.config, program)
+    run = run_program(program, config)
+    policy_config = load_policy_config(target.policy_config, POLICIES)
+    violations = evaluate(run.registrations, PACK_NAME, POLICIES, DEFAULT_ENFORCEMENT_LEVEL, policy_config)
+    artifacts = write_outputs(target.out, run, violations)
+    return PreviewResult(run, violations, time.perf_counter() - started, artifacts)
+
+
+def plan_document(run: ProgramRun, violations: Sequence[Violation]) -> dict[str, Any]:
+    return {
+        "stack": run.stack,
+        "project": run.project,
+        "resources": [{"urn": r.urn, "type": r.type, "name": r.name, "parent": r.parent, "inputs": r.inputs()}
+                      for r in run.registrations],
+        "outputs": run.outputs,
+        "violations": [v.as_json() for v in violations],
+    }
+
+
+def write_outputs(out: Path, run: ProgramRun, violations: Sequence[Violation]) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    plan = out / "plan.json"
+    plan.write_text(json.dumps(plan_document(run, violations), indent=2, sort_keys=False, default=str) + "\n")
+    return [plan, *write_artifacts(out, run.registrations)]
+
+
+def _file_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "unnamed"
+
+
+def _pretty(text: str) -> tuple[str, str]:
+    """Return (content, extension) for a rendered document: JSON re-indented, YAML or plain text as is."""
+    try:
+        return json.dumps(json.loads(text), indent=2) + "\n", "json"
+    except (json.JSONDecodeError, TypeError):
+        pass
+    try:
+        if isinstance(yaml.safe_load(text), dict):
+            return text, "yaml"
+    except yaml.YAMLError:
+        pass
+    return text, "txt"
+
+
+def write_artifacts(out: Path, registrations: Sequence[Registration]) -> list[Path]:
+    """Write what a reviewer reads (dashboards, SSM documents, SQL, bucket objects) beside plan.json."""
+    written: list[Path] = []
+    for registration in registrations:
+        inputs = registration.inputs()
+        document: Any = None
+        stem = registration.name
+        if registration.type == "aws:cloudwatch/dashboard:Dashboard":
+            document, stem = inputs.get("dashboardBody"), f"dashboard-{registration.name}"
+        elif registration.type == "aws:ssm/parameter:Parameter":
+            document, stem = inputs.get("value"), f"ssm-{inputs.get('name', registration.name)}"
+        elif registration.type == "aws:athena/namedQuery:NamedQuery":
+            query = inputs.get("query")
+            if isinstance(query, str):
+                path = out / "sql" / f"{_file_name(inputs.get('name', registration.name))}.sql"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(query.rstrip() + "\n")
+                written.append(path)
+            continue
+        elif registration.type in ("aws:s3/bucketObjectv2:BucketObjectv2", "aws:s3/bucketObject:BucketObject"):
+            document, stem = inputs.get("content"), f"s3-{inputs.get('key', registration.name)}"
+        if not isinstance(document, str) or document == "[secret]":
+            continue
+        content, extension = _pretty(document)
+        path = out / f"{_file_name(stem)}.{extension}"
+        path.write_text(content)
+        written.append(path)
+    return written
+
+
+# Printing ------------------------------------------------------------------------------------------
+
+
+def render_tree(run: ProgramRun) -> list[str]:
+    """The resource tree as `pulumi preview` draws it: type, name, nesting."""
+    children: dict[str | None, list[Registration]] = {}
+    for registration in run.registrations:
+        children.setdefault(registration.parent, []).append(registration)
+    width = max(len(r.type) for r in run.registrations) + 8
+    lines = [f"     {'Type':<{width}}Name"]
+
+    def walk(parent: str | None, prefix: str, depth: int) -> None:
+        items = children.get(parent, [])
+        for index, registration in enumerate(items):
+            last = index == len(items) - 1
+            branch = ("└─ " if last else "├─ ") if depth else ""
+            label = f"{prefix}{branch}{registration.type}"
+            lines.append(f" +   {label:<{width}}{registration.name}")
+            walk(registration.urn, prefix + (("   " if last else "│  ") if depth else ""), depth + 1)
+
+    walk(None, "", 0)
+    return lines
+
+
+def report(result: PreviewResult, config_path: Path, out: Path) -> str:
+    run = result.run
+    lines = [f"Previewing stack '{run.stack}' of '{run.project}' offline (mocks; no cloud, no Pulumi CLI)", ""]
+    lines += render_tree(run)
+    for warning in run.warnings:
+        lines += ["", f"warning: {warning}"]
+    custom = sum(1 for r in run.registrations if r.custom)
+    lines += ["", "Resources:", f"    + {len(run.registrations)} to create "
+              f"({custom} cloud resources, {len(run.registrations) - custom} components incl. the stack)"]
+    if run.outputs:
+        lines += ["", "Outputs:"]
+        lines += [f"    {name:<24}: {json.dumps(value, default=str)}" for name, value in run.outputs.items()]
+    lines += ["", f"Policies ({PACK_NAME}):"]
+    if not result.violations:
+        lines.append("    no violations")
+    for violation in result.violations:
+        lines.append(f"    [{violation.enforcement_level}] {violation.policy}  ({violation.urn or 'stack'})")
+        lines += [f"        {line}" for line in violation.message.splitlines()]
+    verdict = "FAILED: mandatory violations" if result.mandatory else "passed"
+    lines += ["", f"Policy verdict: {verdict} ({len(result.mandatory)} mandatory, "
+              f"{len(result.violations) - len(result.mandatory)} advisory)",
+              f"Wrote {out / 'plan.json'} and {len(result.artifacts) - 1} artifacts; {result.seconds:.1f} s"]
+    return "\n".join(lines)
+
+
+# Command line --------------------------------------------------------------------------------------
+
+
+def project_stacks(root: Path) -> list[str]:
+    return sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in root.glob("Pulumi.*.yaml"))
+
+
+def targets(args: argparse.Namespace) -> list[Target]:
+    if args.program:
+        program = Path(args.program)
+        if not args.config:
+            raise SystemExit("--program needs --config FILE (a Pulumi.<stack>.yaml for that program)")
+        out = Path(args.out) if args.out else PROJECT_ROOT / "build" / program.resolve().name
+        return [Target(program, Path(args.config), out, Path(args.policy_config) if args.policy_config else None)]
+    stacks = [args.stack] if args.stack else project_stacks(PROJECT_ROOT)
+    found: list[Target] = []
+    for stack in stacks:
+        config = PROJECT_ROOT / f"Pulumi.{stack}.yaml"
+        if not config.is_file():
+            raise SystemExit(f"no stack '{stack}': {config.name} does not exist; stacks: "
+                             + ", ".join(project_stacks(PROJECT_ROOT)))
+        policy_config = PROJECT_ROOT / "policies" / "config" / f"{stack}.json"
+        if args.policy_config:
+            policy_config = Path(args.policy_config)
+        out = Path(args.out) if args.out and args.stack else PROJECT_ROOT / "build" / stack
+        found.append(Target(PROJECT_ROOT, config, out, policy_config if policy_config.is_file() else None))
+    return found
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--stack", help="one stack of this project (default: every Pulumi.<stack>.yaml)")
+    parser.add_argument("--program", help="any Pulumi Python program directory")
+    parser.add_argument("--config", help="the stack configuration file for --program")
+    parser.add_argument("--out", help="output directory (default build/<stack> or build/<program dir name>)")
+    parser.add_argument("--policy-config", help="policy pack configuration JSON (default policies/config/<stack>.json)")
+    args = parser.parse_args(argv)
+
+    status = EXIT_OK
+    for target in targets(args):
+        try:
+            result = preview(target)
+        except Exception as error:  # noqa: BLE001 every failure is reported per stack, with its reason
+            name = type(error).__name__
+            message = str(error) if name in ("OfflineError", "InvalidStackConfig", "ConfigError") \
+                else f"{name}: {error}"
+            print(f"error: preview of {target.config} failed:\n{message}", file=sys.stderr)
+            status = EXIT_FAILED
+            continue
+        print(report(result, target.config, target.out))
+        print()
+        if result.mandatory and status == EXIT_OK:
+            status = EXIT_MANDATORY
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,14 @@
+"""The policy pack's contents, importable without starting the analyzer server."""
+
+from __future__ import annotations
+
+from pulumi_policy import EnforcementLevel, Policy
+
+from policies import https_endpoints
+
+PACK_NAME = "claude-code-monitoring-policies"
+DEFAULT_ENFORCEMENT_LEVEL = EnforcementLevel.ADVISORY
+
+POLICIES: list[Policy] = [
+    *https_endpoints.POLICIES,
+]
