@@ -100,22 +100,28 @@ class Operations(pulumi.ComponentResource):
             enable_key_rotation=True,
             deletion_window_in_days=args.key_deletion_window_days,
             policy=pulumi.Output.all(identity.account_id, partition.partition).apply(
-                lambda values: json.dumps(alarm_topic_key_policy(values[0], values[1]))),
+                lambda values: json.dumps(alarm_topic_key_policy(values[0], values[1]))
+            ),
             opts=child,
         )
-        aws.kms.Alias(f"{name}-alarms-key-alias", name=f"alias/{name}-alarms", target_key_id=key.key_id,
-                      opts=child)
+        aws.kms.Alias(f"{name}-alarms-key-alias", name=f"alias/{name}-alarms", target_key_id=key.key_id, opts=child)
         topic = aws.sns.Topic(f"{name}-alarms", kms_master_key_id=key.arn, opts=child)
         aws.sns.TopicPolicy(
             f"{name}-alarms-policy",
             arn=topic.arn,
             policy=pulumi.Output.all(topic.arn, identity.account_id).apply(
-                lambda values: json.dumps(alarm_topic_policy(values[0], values[1]))),
+                lambda values: json.dumps(alarm_topic_policy(values[0], values[1]))
+            ),
             opts=child,
         )
         for email in args.alarm_emails:
-            aws.sns.TopicSubscription(f"{name}-alarms-{subscription_name(email)}", topic=topic.arn,
-                                      protocol="email", endpoint=email, opts=child)
+            aws.sns.TopicSubscription(
+                f"{name}-alarms-{subscription_name(email)}",
+                topic=topic.arn,
+                protocol="email",
+                endpoint=email,
+                opts=child,
+            )
 
         self.topic_arn = topic.arn
         self.register_outputs({"topicArn": topic.arn})

@@ -8,6 +8,7 @@ The stack files (`Pulumi.<stack>.yaml`) hold one object per component (`collecto
 
 from __future__ import annotations
 
+import itertools
 import json
 import zoneinfo
 from collections.abc import Mapping
@@ -42,8 +43,11 @@ Cidr = Annotated[str, Field(pattern=_CIDR, json_schema_extra={"allowed": "an IPv
 HttpsUrl = Annotated[str, Field(pattern=_HTTPS_URL, json_schema_extra={"allowed": "an https:// URL"})]
 RetentionDays = Annotated[
     int,
-    Field(json_schema_extra={"allowed": "one of the CloudWatch Logs retention values "
-                                        + ", ".join(map(str, CLOUDWATCH_RETENTION_DAYS))}),
+    Field(
+        json_schema_extra={
+            "allowed": "one of the CloudWatch Logs retention values " + ", ".join(map(str, CLOUDWATCH_RETENTION_DAYS))
+        }
+    ),
 ]
 
 
@@ -87,7 +91,8 @@ class IdentityConfig(_Section):
     """How the collector authenticates Claude Code clients."""
 
     mode: Literal["jwt", "none"] = Field(
-        "jwt", description="`jwt`: the load balancer validates the IdP's bearer token; `none`: no check (dev only)")
+        "jwt", description="`jwt`: the load balancer validates the IdP's bearer token; `none`: no check (dev only)"
+    )
     issuer: HttpsUrl | None = Field(None, description="Token issuer (`iss`) of the identity provider")
     jwks_uri: HttpsUrl | None = Field(None, description="JWKS endpoint of the identity provider")
     audience: str | None = Field(None, description="Expected `aud` claim")
@@ -96,9 +101,11 @@ class IdentityConfig(_Section):
     @model_validator(mode="after")
     def _jwt_needs_provider(self) -> IdentityConfig:
         if self.mode == "jwt":
-            missing = [name for name, value in
-                       (("issuer", self.issuer), ("jwksUri", self.jwks_uri), ("audience", self.audience))
-                       if not value]
+            missing = [
+                name
+                for name, value in (("issuer", self.issuer), ("jwksUri", self.jwks_uri), ("audience", self.audience))
+                if not value
+            ]
             if missing:
                 raise ValueError(f"needs {', '.join(missing)} when mode is jwt")
         return self
@@ -107,8 +114,9 @@ class IdentityConfig(_Section):
 class NetworkConfig(_Section):
     """A new VPC, or an existing one."""
 
-    vpc_id: str | None = Field(None, pattern=r"^vpc-[0-9a-f]{8,17}$",
-                               json_schema_extra={"allowed": "a VPC id such as vpc-0abc12345"})
+    vpc_id: str | None = Field(
+        None, pattern=r"^vpc-[0-9a-f]{8,17}$", json_schema_extra={"allowed": "a VPC id such as vpc-0abc12345"}
+    )
     private_subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = []
     public_subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = []
     cidr_block: Cidr = "10.60.0.0/16"
@@ -118,8 +126,9 @@ class NetworkConfig(_Section):
     @model_validator(mode="after")
     def _existing_vpc_needs_subnets(self) -> NetworkConfig:
         if self.vpc_id and (len(self.private_subnet_ids) < 2 or len(self.public_subnet_ids) < 2):
-            raise ValueError("needs at least 2 privateSubnetIds and 2 publicSubnetIds, in distinct "
-                             "availability zones, with vpcId")
+            raise ValueError(
+                "needs at least 2 privateSubnetIds and 2 publicSubnetIds, in distinct availability zones, with vpcId"
+            )
         if not self.vpc_id and (self.private_subnet_ids or self.public_subnet_ids):
             raise ValueError("needs vpcId when subnet ids are given")
         return self
@@ -135,13 +144,20 @@ class CollectorConfig(_Section):
     cpu: Literal[FARGATE_CPU_UNITS] = Field(512, description="Fargate CPU units per task")  # type: ignore[valid-type]
     memory: int = Field(1024, ge=512, le=122880, description="Fargate memory per task, MiB")
     log_retention_days: RetentionDays = 30
-    domain_name: str | None = Field(None, pattern=_HOSTNAME, max_length=253,
-                                    json_schema_extra={"allowed": "a lower-case DNS name such as otel.example.com"})
-    hosted_zone_id: str | None = Field(None, pattern=r"^Z[A-Z0-9]{4,32}$",
-                                       json_schema_extra={"allowed": "a Route 53 hosted zone id such as Z0123ABC"})
+    domain_name: str | None = Field(
+        None,
+        pattern=_HOSTNAME,
+        max_length=253,
+        json_schema_extra={"allowed": "a lower-case DNS name such as otel.example.com"},
+    )
+    hosted_zone_id: str | None = Field(
+        None, pattern=r"^Z[A-Z0-9]{4,32}$", json_schema_extra={"allowed": "a Route 53 hosted zone id such as Z0123ABC"}
+    )
     certificate_arn: str | None = Field(
-        None, pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$",
-        json_schema_extra={"allowed": "an ACM certificate ARN"})
+        None,
+        pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$",
+        json_schema_extra={"allowed": "an ACM certificate ARN"},
+    )
     internet_facing: bool = True
     allowed_cidrs: list[Cidr] = Field(["0.0.0.0/0"], min_length=1)
     idle_timeout_seconds: int = Field(300, ge=61, le=4000, description="Load balancer idle timeout")
@@ -154,11 +170,15 @@ class CollectorConfig(_Section):
     @model_validator(mode="after")
     def _consistent(self) -> CollectorConfig:
         if not self.min_count <= self.desired_count <= self.max_count:
-            raise ValueError(f"needs minCount <= desiredCount <= maxCount, got {self.min_count} <= "
-                             f"{self.desired_count} <= {self.max_count}")
+            raise ValueError(
+                f"needs minCount <= desiredCount <= maxCount, got {self.min_count} <= "
+                f"{self.desired_count} <= {self.max_count}"
+            )
         if self.enabled and not (self.certificate_arn or (self.domain_name and self.hosted_zone_id)):
-            raise ValueError("needs certificateArn, or domainName with hostedZoneId, when enabled "
-                             "(the certificate of the HTTPS listener)")
+            raise ValueError(
+                "needs certificateArn, or domainName with hostedZoneId, when enabled "
+                "(the certificate of the HTTPS listener)"
+            )
         if self.enabled and not self.domain_name:
             raise ValueError("needs domainName when enabled (the endpoint Claude Code sends to)")
         return self
@@ -189,11 +209,16 @@ class AnalyticsConfig(_Section):
 
     @model_validator(mode="after")
     def _lifecycle_in_order(self) -> AnalyticsConfig:
-        steps = [(name, days) for name, days in (
-            ("infrequentAccessAfterDays", self.infrequent_access_after_days),
-            ("glacierInstantRetrievalAfterDays", self.glacier_instant_retrieval_after_days),
-            ("expirationDays", self.expiration_days)) if days is not None]
-        for (first, first_days), (second, second_days) in zip(steps, steps[1:], strict=False):
+        steps = [
+            (name, days)
+            for name, days in (
+                ("infrequentAccessAfterDays", self.infrequent_access_after_days),
+                ("glacierInstantRetrievalAfterDays", self.glacier_instant_retrieval_after_days),
+                ("expirationDays", self.expiration_days),
+            )
+            if days is not None
+        ]
+        for (first, first_days), (second, second_days) in itertools.pairwise(steps):
             if first_days >= second_days:
                 raise ValueError(f"needs {first} < {second}, got {first_days} >= {second_days}")
         return self
@@ -241,14 +266,16 @@ class QuotaConfig(_Section):
     @field_validator("thresholds")
     @classmethod
     def _ascending(cls, value: list[int]) -> list[int]:
-        if any(a >= b for a, b in zip(value, value[1:], strict=False)):
+        if any(a >= b for a, b in itertools.pairwise(value)):
             raise ValueError("strictly ascending percentages from 1 to 100, such as [80, 90, 100]")
         return value
 
 
 class BearerTeam(_Section):
-    name: str = Field(pattern=_IAM_USER_SAFE, json_schema_extra={
-        "allowed": "1-48 characters usable in an IAM user name (letters, digits, +=,.@_-)"})
+    name: str = Field(
+        pattern=_IAM_USER_SAFE,
+        json_schema_extra={"allowed": "1-48 characters usable in an IAM user name (letters, digits, +=,.@_-)"},
+    )
     department: str | None = None
     cost_center: str | None = None
 
@@ -276,11 +303,16 @@ class BearerTokenIngestConfig(_Section):
 class StackConfig(_Section):
     """Everything the program reads from a stack."""
 
-    region: str = Field(pattern=r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$",
-                        json_schema_extra={"allowed": "an AWS region such as eu-west-1"})
+    region: str = Field(
+        pattern=r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$",
+        json_schema_extra={"allowed": "an AWS region such as eu-west-1"},
+    )
     default_tags: dict[str, str] = {}
-    name_prefix: str = Field("ccm", pattern=r"^[a-z][a-z0-9-]{1,14}$", json_schema_extra={
-        "allowed": "2-15 lower-case letters, digits or hyphens, starting with a letter"})
+    name_prefix: str = Field(
+        "ccm",
+        pattern=r"^[a-z][a-z0-9-]{1,14}$",
+        json_schema_extra={"allowed": "2-15 lower-case letters, digits or hyphens, starting with a letter"},
+    )
     alarm_emails: list[Email] = []
     collector: CollectorConfig = CollectorConfig()
     dashboard: DashboardConfig = DashboardConfig()
@@ -316,8 +348,10 @@ def parse_stack_config(raw: Mapping[str, Any], stack_file: str) -> StackConfig:
             elif key in SCALAR_KEYS:
                 document[key] = value
             else:
-                problems.append(f"{full_key} is not a setting of this project; the project's keys are "
-                                f"{', '.join(SCALAR_KEYS + SECTION_KEYS)} ({stack_file})")
+                problems.append(
+                    f"{full_key} is not a setting of this project; the project's keys are "
+                    f"{', '.join(SCALAR_KEYS + SECTION_KEYS)} ({stack_file})"
+                )
     if "region" not in document:
         problems.append(f"aws:region must be set to an AWS region such as eu-west-1 ({stack_file})")
     if problems:
@@ -380,8 +414,13 @@ def _is_model(candidate: Any) -> bool:
 
 def _strip_optional(annotation: Any) -> Any:
     args = [a for a in get_args(annotation) if a is not type(None)]
-    if args and get_origin(annotation) is not list and get_origin(annotation) is not Literal \
-            and get_origin(annotation) is not Annotated and len(args) == 1:
+    if (
+        args
+        and get_origin(annotation) is not list
+        and get_origin(annotation) is not Literal
+        and get_origin(annotation) is not Annotated
+        and len(args) == 1
+    ):
         return args[0]
     return annotation
 
@@ -410,8 +449,11 @@ def _allowed(annotation: Any, info: Any) -> str | None:
     if get_origin(base) is Annotated:
         inner, *more = get_args(base)
         for item in more:
-            if hasattr(item, "json_schema_extra") and isinstance(item.json_schema_extra, dict) \
-                    and "allowed" in item.json_schema_extra:
+            if (
+                hasattr(item, "json_schema_extra")
+                and isinstance(item.json_schema_extra, dict)
+                and "allowed" in item.json_schema_extra
+            ):
                 return str(item.json_schema_extra["allowed"])
             metadata.extend(getattr(item, "metadata", []) or [])
         base = inner
@@ -470,5 +512,3 @@ def _describe(error: Any, stack_file: str) -> str:
 
 def stack_file_name(stack: str) -> str:
     return f"Pulumi.{stack}.yaml"
-
-

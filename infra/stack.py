@@ -39,9 +39,11 @@ def compose(settings: StackConfig, stack: str) -> dict[str, pulumi.Input[object]
 
     for section in enabled_sections(settings):
         if section in PENDING_COMPONENTS:
-            pulumi.log.warn(f"{section} is enabled in Pulumi.{stack}.yaml, but this version of the program "
-                            f"does not deploy it yet (issue #{PENDING_COMPONENTS[section]}); nothing is "
-                            "created for it")
+            pulumi.log.warn(
+                f"{section} is enabled in Pulumi.{stack}.yaml, but this version of the program "
+                f"does not deploy it yet (issue #{PENDING_COMPONENTS[section]}); nothing is "
+                "created for it"
+            )
 
     return {
         "region": settings.region,

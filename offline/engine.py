@@ -53,8 +53,9 @@ class Program:
             runtime = project.get("runtime")
             runtime_name = runtime.get("name") if isinstance(runtime, dict) else runtime
             if runtime_name != "python":
-                raise OfflineError(f"{project_file}: runtime is {runtime_name!r}; the offline preview runs "
-                                   "Python programs only")
+                raise OfflineError(
+                    f"{project_file}: runtime is {runtime_name!r}; the offline preview runs Python programs only"
+                )
             main_dir = (directory / project.get("main", ".")).resolve()
             name = str(project.get("name") or directory.name)
         else:
@@ -94,8 +95,7 @@ class StackConfigFile:
     def load(path: Path, program: Program) -> StackConfigFile:
         if not path.is_file():
             raise OfflineError(f"{path}: no such stack configuration file")
-        stack = path.name.removeprefix("Pulumi.").rsplit(".", 1)[0] if path.name.startswith("Pulumi.") \
-            else path.stem
+        stack = path.name.removeprefix("Pulumi.").rsplit(".", 1)[0] if path.name.startswith("Pulumi.") else path.stem
         document = yaml.safe_load(path.read_text()) or {}
         if not isinstance(document, dict) or not isinstance(document.get("config", {}), dict):
             raise OfflineError(f"{path}: expected a mapping with a `config:` mapping")
@@ -182,21 +182,23 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
         response = super().RegisterResource(request)
         urn = response.urn
-        self.registrations.append(Registration(
-            urn=urn,
-            type=request.type,
-            name=request.name,
-            parent=request.parent or None,
-            custom=bool(request.custom),
-            properties=request.object,
-            dependencies=list(request.dependencies),
-            property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
-            provider=request.provider,
-            protect=bool(request.protect),
-            ignore_changes=list(request.ignoreChanges),
-            delete_before_replace=request.deleteBeforeReplace if request.deleteBeforeReplaceDefined else None,
-            additional_secret_outputs=list(request.additionalSecretOutputs),
-        ))
+        self.registrations.append(
+            Registration(
+                urn=urn,
+                type=request.type,
+                name=request.name,
+                parent=request.parent or None,
+                custom=bool(request.custom),
+                properties=request.object,
+                dependencies=list(request.dependencies),
+                property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
+                provider=request.provider,
+                protect=bool(request.protect),
+                ignore_changes=list(request.ignoreChanges),
+                delete_before_replace=request.deleteBeforeReplace if request.deleteBeforeReplaceDefined else None,
+                additional_secret_outputs=list(request.additionalSecretOutputs),
+            )
+        )
         return response
 
 
@@ -241,16 +243,18 @@ def _run_isolated(program: Program, config: StackConfigFile, preview: bool) -> P
     mocks = PlausibleMocks(region)
     monitor = RecordingMonitor(mocks)
     set_all_config(dict(config.values), list(config.secret_keys))
-    pulumi_mocks.set_mocks(mocks, project=program.project, stack=config.stack, preview=preview,
-                           logger=logger, monitor=monitor)
-    apply_ran: list[bool] = []
-    pulumi.Output.from_input(True).apply(apply_ran.append)
+    pulumi_mocks.set_mocks(
+        mocks, project=program.project, stack=config.stack, preview=preview, logger=logger, monitor=monitor
+    )
 
     added_path = str(program.root)
     sys.path.insert(0, added_path)
     try:
-        loop.run_until_complete(run_pulumi_func(
-            lambda: runpy.run_path(str(program.main_dir), run_name="__main__")))
+
+        def execute_program() -> None:
+            runpy.run_path(str(program.main_dir), run_name="__main__")
+
+        loop.run_until_complete(run_pulumi_func(execute_program))
         root = pulumi.runtime.settings.get_root_resource()
         outputs = loop.run_until_complete(_resolve_outputs(getattr(root, "outputs", {})))
     finally:
@@ -259,13 +263,18 @@ def _run_isolated(program: Program, config: StackConfigFile, preview: bool) -> P
         asyncio.set_event_loop(None)
 
     unknown = [r.urn for r in monitor.registrations if _contains_unknown(json_format.MessageToDict(r.properties))]
-    if not apply_ran or unknown:
+    if unknown:
         raise OfflineError(
-            "the mock runtime skipped apply callbacks (it does in preview mode), so inputs are unknown"
-            + (f" in {len(unknown)} resources, e.g. {unknown[0]}" if unknown else "")
-            + "; run with preview=False")
-    return ProgramRun(project=program.project, stack=config.stack, registrations=monitor.registrations,
-                      outputs=outputs, warnings=handler.messages)
+            "the mock runtime skipped apply callbacks (it does in preview mode for outputs a mock leaves out), "
+            f"so inputs of {len(unknown)} resources are unknown, e.g. {unknown[0]}; run with preview=False"
+        )
+    return ProgramRun(
+        project=program.project,
+        stack=config.stack,
+        registrations=monitor.registrations,
+        outputs=outputs,
+        warnings=handler.messages,
+    )
 
 
 async def _resolve_outputs(outputs: dict[str, Any]) -> dict[str, Any]:

@@ -16,11 +16,28 @@ ACCOUNT_ID = "123456789012"
 
 # The ARN's service segment where it differs from the provider module name.
 _ARN_SERVICE = {
-    "lb": "elasticloadbalancing", "alb": "elasticloadbalancing", "cloudwatch": "cloudwatch",
-    "kinesis": "firehose", "glue": "glue", "ecs": "ecs", "sns": "sns", "sqs": "sqs", "kms": "kms",
-    "secretsmanager": "secretsmanager", "ssm": "ssm", "athena": "athena", "dynamodb": "dynamodb",
-    "lambda": "lambda", "ec2": "ec2", "acm": "acm", "scheduler": "scheduler", "cloudwatchlogs": "logs",
-    "appautoscaling": "application-autoscaling", "route53": "route53", "iam": "iam", "s3": "s3",
+    "lb": "elasticloadbalancing",
+    "alb": "elasticloadbalancing",
+    "cloudwatch": "cloudwatch",
+    "kinesis": "firehose",
+    "glue": "glue",
+    "ecs": "ecs",
+    "sns": "sns",
+    "sqs": "sqs",
+    "kms": "kms",
+    "secretsmanager": "secretsmanager",
+    "ssm": "ssm",
+    "athena": "athena",
+    "dynamodb": "dynamodb",
+    "lambda": "lambda",
+    "ec2": "ec2",
+    "acm": "acm",
+    "scheduler": "scheduler",
+    "cloudwatchlogs": "logs",
+    "appautoscaling": "application-autoscaling",
+    "route53": "route53",
+    "iam": "iam",
+    "s3": "s3",
 }
 
 
@@ -54,8 +71,9 @@ class PlausibleMocks(pulumi.runtime.Mocks):
         region = self.region if regional else ""
         return f"arn:aws:{service}:{region}:{ACCOUNT_ID}:{resource}"
 
-    def _computed(self, token: str, module: str, kind: str, args: pulumi.runtime.MockResourceArgs,
-                  physical: str, unique: str) -> tuple[str, dict[str, Any]]:
+    def _computed(
+        self, token: str, module: str, kind: str, args: pulumi.runtime.MockResourceArgs, physical: str, unique: str
+    ) -> tuple[str, dict[str, Any]]:
         inputs = args.inputs
         short = unique[:8]
         if token == "aws:kms/key:Key":
@@ -71,9 +89,13 @@ class PlausibleMocks(pulumi.runtime.Mocks):
             return arn, {"arn": arn}
         if module in ("lb", "alb") and kind in ("LoadBalancer",):
             arn = self._arn(module, f"loadbalancer/app/{physical[:32]}/{unique[:16]}")
-            return arn, {"arn": arn, "arnSuffix": arn.split(":loadbalancer/")[1], "name": physical[:32],
-                         "dnsName": f"{physical[:32]}-{int(unique[:8], 16) % 10**9}.{self.region}.elb.amazonaws.com",
-                         "zoneId": "Z32O12XQLNTSW2"}
+            return arn, {
+                "arn": arn,
+                "arnSuffix": arn.split(":loadbalancer/")[1],
+                "name": physical[:32],
+                "dnsName": f"{physical[:32]}-{int(unique[:8], 16) % 10**9}.{self.region}.elb.amazonaws.com",
+                "zoneId": "Z32O12XQLNTSW2",
+            }
         if module in ("lb", "alb") and kind == "TargetGroup":
             arn = self._arn(module, f"targetgroup/{physical[:32]}/{unique[:16]}")
             return arn, {"arn": arn, "arnSuffix": arn.split(":", 5)[5], "name": physical[:32]}
@@ -81,20 +103,29 @@ class PlausibleMocks(pulumi.runtime.Mocks):
             arn = self._arn(module, f"listener/app/lb/{unique[:16]}/{unique[:16]}")
             return arn, {"arn": arn}
         if token == "aws:iam/role:Role":
-            return physical, {"name": physical, "arn": f"arn:aws:iam::{ACCOUNT_ID}:role/{physical}",
-                              "uniqueId": f"AROA{unique.upper()}"}
+            return physical, {
+                "name": physical,
+                "arn": f"arn:aws:iam::{ACCOUNT_ID}:role/{physical}",
+                "uniqueId": f"AROA{unique.upper()}",
+            }
         if token == "aws:iam/user:User":
-            return physical, {"name": physical, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/{physical}",
-                              "uniqueId": f"AIDA{unique.upper()}"}
+            return physical, {
+                "name": physical,
+                "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/{physical}",
+                "uniqueId": f"AIDA{unique.upper()}",
+            }
         if token == "aws:iam/policy:Policy":
             arn = f"arn:aws:iam::{ACCOUNT_ID}:policy/{physical}"
             return arn, {"name": physical, "arn": arn}
         if token == "aws:iam/serviceSpecificCredential:ServiceSpecificCredential":
             credential_id = f"ACCA{unique.upper()}"
-            return credential_id, {"serviceSpecificCredentialId": credential_id, "status": "Active",
-                                   "serviceUserName": f"{inputs.get('userName', 'user')}-at-{ACCOUNT_ID}",
-                                   "servicePassword": f"offline-{unique}",
-                                   "serviceCredentialSecret": f"offline-{unique}"}
+            return credential_id, {
+                "serviceSpecificCredentialId": credential_id,
+                "status": "Active",
+                "serviceUserName": f"{inputs.get('userName', 'user')}-at-{ACCOUNT_ID}",
+                "servicePassword": f"offline-{unique}",
+                "serviceCredentialSecret": f"offline-{unique}",
+            }
         if token == "aws:cloudwatch/logGroup:LogGroup":
             return physical, {"name": physical, "arn": self._arn("logs", f"log-group:{physical}")}
         if token == "aws:cloudwatch/dashboard:Dashboard":
@@ -104,17 +135,24 @@ class PlausibleMocks(pulumi.runtime.Mocks):
             return physical, {"name": physical, "arn": self._arn("cloudwatch", f"alarm:{physical}")}
         if token == "aws:lambda/function:Function":
             arn = self._arn("lambda", f"function:{physical}")
-            return physical, {"name": physical, "arn": arn, "qualifiedArn": f"{arn}:$LATEST", "version": "$LATEST",
-                              "invokeArn": f"arn:aws:apigateway:{self.region}:lambda:path/2015-03-31/functions/"
-                                           f"{arn}/invocations"}
+            return physical, {
+                "name": physical,
+                "arn": arn,
+                "qualifiedArn": f"{arn}:$LATEST",
+                "version": "$LATEST",
+                "invokeArn": f"arn:aws:apigateway:{self.region}:lambda:path/2015-03-31/functions/{arn}/invocations",
+            }
         if token == "aws:dynamodb/table:Table":
             arn = self._arn("dynamodb", f"table/{physical}")
             return physical, {"name": physical, "arn": arn, "streamArn": f"{arn}/stream/2026-01-01T00:00:00.000"}
         if token in ("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2"):
             bucket = inputs.get("bucket") or physical.lower()
-            return bucket, {"bucket": bucket, "arn": f"arn:aws:s3:::{bucket}",
-                            "bucketDomainName": f"{bucket}.s3.amazonaws.com",
-                            "bucketRegionalDomainName": f"{bucket}.s3.{self.region}.amazonaws.com"}
+            return bucket, {
+                "bucket": bucket,
+                "arn": f"arn:aws:s3:::{bucket}",
+                "bucketDomainName": f"{bucket}.s3.amazonaws.com",
+                "bucketRegionalDomainName": f"{bucket}.s3.{self.region}.amazonaws.com",
+            }
         if token == "aws:ecs/cluster:Cluster":
             arn = self._arn("ecs", f"cluster/{physical}")
             return arn, {"name": physical, "arn": arn}
@@ -126,16 +164,27 @@ class PlausibleMocks(pulumi.runtime.Mocks):
             return self._arn("ecs", f"service/{physical}"), {"name": physical}
         if token == "aws:acm/certificate:Certificate":
             domain = inputs.get("domainName", "example.com")
-            arn = self._arn("acm", f"certificate/{unique[:8]}-{unique[8:12]}-4{unique[12:15]}-a{unique[:3]}-"
-                                   f"{unique[3:15]}")
-            return arn, {"arn": arn, "domainValidationOptions": [{
-                "domainName": domain, "resourceRecordName": f"_{short}.{domain}.",
-                "resourceRecordType": "CNAME", "resourceRecordValue": f"_{short}.acm-validations.aws."}]}
+            arn = self._arn(
+                "acm", f"certificate/{unique[:8]}-{unique[8:12]}-4{unique[12:15]}-a{unique[:3]}-{unique[3:15]}"
+            )
+            return arn, {
+                "arn": arn,
+                "domainValidationOptions": [
+                    {
+                        "domainName": domain,
+                        "resourceRecordName": f"_{short}.{domain}.",
+                        "resourceRecordType": "CNAME",
+                        "resourceRecordValue": f"_{short}.acm-validations.aws.",
+                    }
+                ],
+            }
         if token == "aws:route53/record:Record":
             return f"{inputs.get('zoneId', 'Z')}_{inputs.get('name', physical)}", {"fqdn": inputs.get("name", physical)}
         if token == "aws:ec2/vpc:Vpc":
-            return f"vpc-{unique}", {"arn": self._arn("ec2", f"vpc/vpc-{unique}"),
-                                     "defaultSecurityGroupId": f"sg-{unique}"}
+            return f"vpc-{unique}", {
+                "arn": self._arn("ec2", f"vpc/vpc-{unique}"),
+                "defaultSecurityGroupId": f"sg-{unique}",
+            }
         if token == "aws:ec2/subnet:Subnet":
             return f"subnet-{unique}", {"arn": self._arn("ec2", f"subnet/subnet-{unique}")}
         if token == "aws:ec2/securityGroup:SecurityGroup":
@@ -157,50 +206,77 @@ class PlausibleMocks(pulumi.runtime.Mocks):
             return f"{ACCOUNT_ID}:{physical}", {"name": physical, "arn": self._arn("glue", f"table/{physical}")}
         if token == "aws:sqs/queue:Queue":
             return f"https://sqs.{self.region}.amazonaws.com/{ACCOUNT_ID}/{physical}", {
-                "name": physical, "arn": self._arn("sqs", physical),
-                "url": f"https://sqs.{self.region}.amazonaws.com/{ACCOUNT_ID}/{physical}"}
+                "name": physical,
+                "arn": self._arn("sqs", physical),
+                "url": f"https://sqs.{self.region}.amazonaws.com/{ACCOUNT_ID}/{physical}",
+            }
         generic_arn = self._arn(module, f"{kind[:1].lower()}{kind[1:]}/{physical}")
         return f"{physical}", {"arn": inputs.get("arn", generic_arn)}
 
     def _awsx_outputs(self, token: str, unique: str) -> dict[str, Any]:
         """awsx components are remote: under mocks they register once, without children."""
         if token == "awsx:ec2:Vpc":
-            return {"vpcId": f"vpc-{unique}",
-                    "privateSubnetIds": [f"subnet-{_digest(unique + str(i), 17)}" for i in range(3)],
-                    "publicSubnetIds": [f"subnet-{_digest(unique + 'p' + str(i), 17)}" for i in range(3)],
-                    "isolatedSubnetIds": []}
+            return {
+                "vpcId": f"vpc-{unique}",
+                "privateSubnetIds": [f"subnet-{_digest(unique + str(i), 17)}" for i in range(3)],
+                "publicSubnetIds": [f"subnet-{_digest(unique + 'p' + str(i), 17)}" for i in range(3)],
+                "isolatedSubnetIds": [],
+            }
         if token == "awsx:lb:ApplicationLoadBalancer":
-            return {"loadBalancer": {"dnsName": f"alb-{unique[:8]}.{self.region}.elb.amazonaws.com",
-                                     "arn": self._arn("lb", f"loadbalancer/app/alb/{unique[:16]}"),
-                                     "zoneId": "Z32O12XQLNTSW2"}}
+            return {
+                "loadBalancer": {
+                    "dnsName": f"alb-{unique[:8]}.{self.region}.elb.amazonaws.com",
+                    "arn": self._arn("lb", f"loadbalancer/app/alb/{unique[:16]}"),
+                    "zoneId": "Z32O12XQLNTSW2",
+                }
+            }
         return {}
 
     # Invokes ---------------------------------------------------------------------------------------
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return self._invoke(args), []
+
+    def _invoke(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
         token = args.token
         zones = [f"{self.region}{letter}" for letter in "abc"]
         if token == "aws:index/getCallerIdentity:getCallerIdentity":
-            return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/offline-preview",
-                    "userId": "AIDAOFFLINEPREVIEW", "id": ACCOUNT_ID}
+            return {
+                "accountId": ACCOUNT_ID,
+                "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/offline-preview",
+                "userId": "AIDAOFFLINEPREVIEW",
+                "id": ACCOUNT_ID,
+            }
         if token == "aws:index/getPartition:getPartition":
-            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "reverseDnsPrefix": "com.amazonaws",
-                    "id": "aws"}
+            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "reverseDnsPrefix": "com.amazonaws", "id": "aws"}
         if token == "aws:index/getRegion:getRegion":
-            return {"name": self.region, "region": self.region, "id": self.region,
-                    "endpoint": f"ec2.{self.region}.amazonaws.com", "description": self.region}
+            return {
+                "name": self.region,
+                "region": self.region,
+                "id": self.region,
+                "endpoint": f"ec2.{self.region}.amazonaws.com",
+                "description": self.region,
+            }
         if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             return {"names": zones, "zoneIds": [f"euw1-az{i}" for i in (1, 2, 3)], "id": self.region}
         if token == "aws:ec2/getSubnet:getSubnet":
             subnet_id = args.args.get("id", "subnet-0")
-            return {"id": subnet_id, "availabilityZone": zones[int(_digest(subnet_id, 2), 16) % 3],
-                    "vpcId": args.args.get("vpcId", "vpc-0")}
+            return {
+                "id": subnet_id,
+                "availabilityZone": zones[int(_digest(subnet_id, 2), 16) % 3],
+                "vpcId": args.args.get("vpcId", "vpc-0"),
+            }
         if token == "aws:route53/getZone:getZone":
-            return {"zoneId": args.args.get("zoneId", "Z0OFFLINE"), "name": args.args.get("name", "example.com"),
-                    "id": args.args.get("zoneId", "Z0OFFLINE")}
+            return {
+                "zoneId": args.args.get("zoneId", "Z0OFFLINE"),
+                "name": args.args.get("name", "example.com"),
+                "id": args.args.get("zoneId", "Z0OFFLINE"),
+            }
         if token == "aws:iam/getPolicyDocument:getPolicyDocument":
-            return {"json": json.dumps({"Version": "2012-10-17", "Statement": args.args.get("statements", [])}),
-                    "id": "policy"}
+            return {
+                "json": json.dumps({"Version": "2012-10-17", "Statement": args.args.get("statements", [])}),
+                "id": "policy",
+            }
         return dict(args.args)
 
 

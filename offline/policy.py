@@ -23,7 +23,7 @@ from pulumi_policy.policy import _PolicyAnalyzerServicer
 
 from offline.engine import OfflineError, Registration
 
-_LEVELS = {
+_LEVELS: dict[str, analyzer_pb2.EnforcementLevel.ValueType] = {
     "advisory": analyzer_pb2.ADVISORY,
     "mandatory": analyzer_pb2.MANDATORY,
     "remediate": analyzer_pb2.REMEDIATE,
@@ -40,8 +40,12 @@ class Violation:
     message: str
 
     def as_json(self) -> dict[str, Any]:
-        return {"policy": self.policy, "enforcementLevel": self.enforcement_level, "urn": self.urn,
-                "message": self.message}
+        return {
+            "policy": self.policy,
+            "enforcementLevel": self.enforcement_level,
+            "urn": self.urn,
+            "message": self.message,
+        }
 
 
 def load_policy_config(path: Path | None, policies: Sequence[Policy]) -> dict[str, dict[str, Any]]:
@@ -56,8 +60,9 @@ def load_policy_config(path: Path | None, policies: Sequence[Policy]) -> dict[st
     config: dict[str, dict[str, Any]] = {}
     for name, value in document.items():
         if name != "all" and name not in by_name:
-            raise OfflineError(f"{path}: {name!r} is not a policy of this pack; policies: "
-                               + ", ".join(sorted(by_name)))
+            raise OfflineError(
+                f"{path}: {name!r} is not a policy of this pack; policies: " + ", ".join(sorted(by_name))
+            )
         entry = {"enforcementLevel": value} if isinstance(value, str) else dict(value)
         level = entry.get("enforcementLevel")
         if level is not None and level not in _LEVELS:
@@ -66,9 +71,15 @@ def load_policy_config(path: Path | None, policies: Sequence[Policy]) -> dict[st
         schema = by_name[name].config_schema if name in by_name else None
         if properties and schema is not None:
             try:
-                jsonschema.validate(properties, {"type": "object", "properties": schema.properties,
-                                                 "required": schema.required or [],
-                                                 "additionalProperties": False})
+                jsonschema.validate(
+                    properties,
+                    {
+                        "type": "object",
+                        "properties": schema.properties,
+                        "required": schema.required or [],
+                        "additionalProperties": False,
+                    },
+                )
             except jsonschema.ValidationError as error:
                 raise OfflineError(f"{path}: {name}: {error.message}") from None
         elif properties:
@@ -87,8 +98,9 @@ def _struct(values: dict[str, Any]) -> struct_pb2.Struct:
     return message
 
 
-def _servicer(pack_name: str, policies: Sequence[Policy], level: EnforcementLevel,
-              config: dict[str, dict[str, Any]]) -> _PolicyAnalyzerServicer:
+def _servicer(
+    pack_name: str, policies: Sequence[Policy], level: EnforcementLevel, config: dict[str, dict[str, Any]]
+) -> _PolicyAnalyzerServicer:
     servicer = _PolicyAnalyzerServicer(pack_name, "0.0.1", list(policies), level)
     request = analyzer_pb2.ConfigureAnalyzerRequest()
     for name, entry in config.items():
@@ -96,12 +108,15 @@ def _servicer(pack_name: str, policies: Sequence[Policy], level: EnforcementLeve
         policy_level = _LEVELS[level_name] if level_name else _level_of(policies, name, level)
         properties = {k: v for k, v in entry.items() if k != "enforcementLevel"}
         request.policyConfig[name].CopyFrom(
-            analyzer_pb2.PolicyConfig(enforcementLevel=policy_level, properties=_struct(properties)))
+            analyzer_pb2.PolicyConfig(enforcementLevel=policy_level, properties=_struct(properties))
+        )
     servicer.Configure(request, None)
     return servicer
 
 
-def _level_of(policies: Sequence[Policy], name: str, default: EnforcementLevel) -> int:
+def _level_of(
+    policies: Sequence[Policy], name: str, default: EnforcementLevel
+) -> analyzer_pb2.EnforcementLevel.ValueType:
     policy = next(p for p in policies if p.name == name)
     level = policy.enforcement_level or default
     return _LEVELS[level.value]
@@ -118,30 +133,55 @@ def _options(registration: Registration) -> analyzer_pb2.AnalyzerResourceOptions
     )
 
 
-def evaluate(registrations: Sequence[Registration], pack_name: str, policies: Sequence[Policy],
-             default_level: EnforcementLevel, config: dict[str, dict[str, Any]]) -> list[Violation]:
+def evaluate(
+    registrations: Sequence[Registration],
+    pack_name: str,
+    policies: Sequence[Policy],
+    default_level: EnforcementLevel,
+    config: dict[str, dict[str, Any]],
+) -> list[Violation]:
     """Every violation the pack reports for these resources and for the stack as a whole."""
     servicer = _servicer(pack_name, policies, default_level, config)
     violations: list[Violation] = []
-    resources = [r for r in registrations]
+    resources = list(registrations)
     for registration in resources:
         request = analyzer_pb2.AnalyzeRequest(
-            type=registration.type, properties=registration.properties, urn=registration.urn,
-            name=registration.name, options=_options(registration))
+            type=registration.type,
+            properties=registration.properties,
+            urn=registration.urn,
+            name=registration.name,
+            options=_options(registration),
+        )
         response = servicer.Analyze(request, None)
         violations.extend(_violations(response, default_urn=registration.urn))
-    stack_request = analyzer_pb2.AnalyzeStackRequest(resources=[
-        analyzer_pb2.AnalyzerResource(
-            type=r.type, properties=r.properties, urn=r.urn, name=r.name, options=_options(r),
-            parent=r.parent or "", dependencies=r.dependencies,
-            propertyDependencies={k: analyzer_pb2.AnalyzerPropertyDependencies(urns=v)
-                                  for k, v in r.property_dependencies.items()})
-        for r in resources])
+    stack_request = analyzer_pb2.AnalyzeStackRequest(
+        resources=[
+            analyzer_pb2.AnalyzerResource(
+                type=r.type,
+                properties=r.properties,
+                urn=r.urn,
+                name=r.name,
+                options=_options(r),
+                parent=r.parent or "",
+                dependencies=r.dependencies,
+                propertyDependencies={
+                    k: analyzer_pb2.AnalyzerPropertyDependencies(urns=v) for k, v in r.property_dependencies.items()
+                },
+            )
+            for r in resources
+        ]
+    )
     violations.extend(_violations(servicer.AnalyzeStack(stack_request, None), default_urn=None))
     return violations
 
 
 def _violations(response: analyzer_pb2.AnalyzeResponse, default_urn: str | None) -> list[Violation]:
-    return [Violation(policy=d.policyName, enforcement_level=_LEVEL_NAMES.get(d.enforcementLevel, "advisory"),
-                      urn=d.urn or default_urn, message=d.message)
-            for d in response.diagnostics]
+    return [
+        Violation(
+            policy=d.policyName,
+            enforcement_level=_LEVEL_NAMES.get(d.enforcementLevel, "advisory"),
+            urn=d.urn or default_urn,
+            message=d.message,
+        )
+        for d in response.diagnostics
+    ]

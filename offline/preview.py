@@ -39,6 +39,7 @@ class Target:
 
 @dataclass
 class PreviewResult:
+    config: StackConfigFile
     run: ProgramRun
     violations: list[Violation]
     seconds: float
@@ -57,15 +58,17 @@ def preview(target: Target) -> PreviewResult:
     policy_config = load_policy_config(target.policy_config, POLICIES)
     violations = evaluate(run.registrations, PACK_NAME, POLICIES, DEFAULT_ENFORCEMENT_LEVEL, policy_config)
     artifacts = write_outputs(target.out, run, violations)
-    return PreviewResult(run, violations, time.perf_counter() - started, artifacts)
+    return PreviewResult(config, run, violations, time.perf_counter() - started, artifacts)
 
 
 def plan_document(run: ProgramRun, violations: Sequence[Violation]) -> dict[str, Any]:
     return {
         "stack": run.stack,
         "project": run.project,
-        "resources": [{"urn": r.urn, "type": r.type, "name": r.name, "parent": r.parent, "inputs": r.inputs()}
-                      for r in run.registrations],
+        "resources": [
+            {"urn": r.urn, "type": r.type, "name": r.name, "parent": r.parent, "inputs": r.inputs()}
+            for r in run.registrations
+        ],
         "outputs": run.outputs,
         "violations": [v.as_json() for v in violations],
     }
@@ -150,15 +153,25 @@ def render_tree(run: ProgramRun) -> list[str]:
     return lines
 
 
-def report(result: PreviewResult, config_path: Path, out: Path) -> str:
+def report(result: PreviewResult, out: Path) -> str:
     run = result.run
     lines = [f"Previewing stack '{run.stack}' of '{run.project}' offline (mocks; no cloud, no Pulumi CLI)", ""]
+    if result.config.secret_keys:
+        lines += [
+            f"note: secure values replaced by placeholders (no passphrase or KMS key offline): "
+            f"{', '.join(result.config.secret_keys)}",
+            "",
+        ]
     lines += render_tree(run)
     for warning in run.warnings:
         lines += ["", f"warning: {warning}"]
     custom = sum(1 for r in run.registrations if r.custom)
-    lines += ["", "Resources:", f"    + {len(run.registrations)} to create "
-              f"({custom} cloud resources, {len(run.registrations) - custom} components incl. the stack)"]
+    lines += [
+        "",
+        "Resources:",
+        f"    + {len(run.registrations)} to create "
+        f"({custom} cloud resources, {len(run.registrations) - custom} components incl. the stack)",
+    ]
     if run.outputs:
         lines += ["", "Outputs:"]
         lines += [f"    {name:<24}: {json.dumps(value, default=str)}" for name, value in run.outputs.items()]
@@ -169,9 +182,12 @@ def report(result: PreviewResult, config_path: Path, out: Path) -> str:
         lines.append(f"    [{violation.enforcement_level}] {violation.policy}  ({violation.urn or 'stack'})")
         lines += [f"        {line}" for line in violation.message.splitlines()]
     verdict = "FAILED: mandatory violations" if result.mandatory else "passed"
-    lines += ["", f"Policy verdict: {verdict} ({len(result.mandatory)} mandatory, "
-              f"{len(result.violations) - len(result.mandatory)} advisory)",
-              f"Wrote {out / 'plan.json'} and {len(result.artifacts) - 1} artifacts; {result.seconds:.1f} s"]
+    lines += [
+        "",
+        f"Policy verdict: {verdict} ({len(result.mandatory)} mandatory, "
+        f"{len(result.violations) - len(result.mandatory)} advisory)",
+        f"Wrote {out / 'plan.json'} and {len(result.artifacts) - 1} artifacts; {result.seconds:.1f} s",
+    ]
     return "\n".join(lines)
 
 
@@ -194,8 +210,9 @@ def targets(args: argparse.Namespace) -> list[Target]:
     for stack in stacks:
         config = PROJECT_ROOT / f"Pulumi.{stack}.yaml"
         if not config.is_file():
-            raise SystemExit(f"no stack '{stack}': {config.name} does not exist; stacks: "
-                             + ", ".join(project_stacks(PROJECT_ROOT)))
+            raise SystemExit(
+                f"no stack '{stack}': {config.name} does not exist; stacks: " + ", ".join(project_stacks(PROJECT_ROOT))
+            )
         policy_config = PROJECT_ROOT / "policies" / "config" / f"{stack}.json"
         if args.policy_config:
             policy_config = Path(args.policy_config)
@@ -219,12 +236,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = preview(target)
         except Exception as error:  # noqa: BLE001 every failure is reported per stack, with its reason
             name = type(error).__name__
-            message = str(error) if name in ("OfflineError", "InvalidStackConfig", "ConfigError") \
-                else f"{name}: {error}"
+            message = (
+                str(error) if name in ("OfflineError", "InvalidStackConfig", "ConfigError") else f"{name}: {error}"
+            )
             print(f"error: preview of {target.config} failed:\n{message}", file=sys.stderr)
             status = EXIT_FAILED
             continue
-        print(report(result, target.config, target.out))
+        print(report(result, target.out))
         print()
         if result.mandatory and status == EXIT_OK:
             status = EXIT_MANDATORY

@@ -5,8 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pulumi_policy import PolicyPack  # noqa: E402
+from pulumi_policy import PolicyPack
 
-from policies.pack import DEFAULT_ENFORCEMENT_LEVEL, PACK_NAME, POLICIES  # noqa: E402
+from policies.pack import DEFAULT_ENFORCEMENT_LEVEL, PACK_NAME, POLICIES
 
 PolicyPack(name=PACK_NAME, policies=POLICIES, enforcement_level=DEFAULT_ENFORCEMENT_LEVEL)

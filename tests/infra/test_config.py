@@ -1,0 +1,217 @@
+"""Stack configuration: the shipped stacks validate, and bad values fail with one actionable message each."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from infra.config import ConfigError, parse_stack_config
+from infra.program import InvalidStackConfig
+from offline.preview import PROJECT_ROOT, Target, preview
+
+PROJECT = "claude-code-monitoring"
+
+
+def stack_document(stack: str) -> dict[str, Any]:
+    return yaml.safe_load((PROJECT_ROOT / f"Pulumi.{stack}.yaml").read_text())
+
+
+def flat(document: dict[str, Any]) -> dict[str, Any]:
+    return dict(document["config"])
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_shipped_stacks_validate(stack: str) -> None:
+    settings = parse_stack_config(flat(stack_document(stack)), f"Pulumi.{stack}.yaml")
+    assert settings.region == "eu-west-1"
+    assert settings.default_tags["environment"] == stack
+
+
+def test_dev_is_cheap_and_prod_is_highly_available() -> None:
+    dev = parse_stack_config(flat(stack_document("dev")), "Pulumi.dev.yaml")
+    prod = parse_stack_config(flat(stack_document("prod")), "Pulumi.prod.yaml")
+    assert dev.collector.desired_count == 1
+    assert dev.collector.network.nat_gateways == "single"
+    assert dev.collector.log_retention_days <= 7
+    assert prod.collector.min_count >= 2 and prod.collector.max_count >= 3
+    assert prod.collector.network.availability_zones >= 2 and prod.collector.network.nat_gateways == "onePerAz"
+    assert prod.collector.log_retention_days > dev.collector.log_retention_days
+    assert prod.dashboard.point_in_time_recovery
+    assert prod.collector.identity.mode == "jwt"
+    assert all(
+        section.enabled
+        for section in (prod.collector, prod.dashboard, prod.analytics, prod.quota, prod.bearer_token_ingest)
+    )
+
+
+# (description, key path to set in Pulumi.prod.yaml's config, value, exact expected message)
+BAD_VALUES = [
+    (
+        "integer as text",
+        [f"{PROJECT}:collector", "desiredCount"],
+        "two",
+        'collector.desiredCount must be an integer from 1 to 20 (Pulumi.prod.yaml), got "two"',
+    ),
+    (
+        "integer out of range",
+        [f"{PROJECT}:collector", "desiredCount"],
+        30,
+        "collector.desiredCount must be an integer from 1 to 20 (Pulumi.prod.yaml), got 30",
+    ),
+    (
+        "value not in an enumeration",
+        [f"{PROJECT}:collector", "cpu"],
+        300,
+        "collector.cpu must be one of 256, 512, 1024, 2048, 4096, 8192, 16384 (Pulumi.prod.yaml), got 300",
+    ),
+    (
+        "retention CloudWatch does not offer",
+        [f"{PROJECT}:dashboard", "logRetentionDays"],
+        8,
+        "dashboard.logRetentionDays must be one of 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, "
+        "1096, 1827, 2192, 2557, 2922, 3288, 3653 (Pulumi.prod.yaml), got 8",
+    ),
+    (
+        "misspelt key",
+        [f"{PROJECT}:dashboard", "rollupTtlDay"],
+        30,
+        "dashboard.rollupTtlDay is not a known setting; allowed keys here: enabled, rollupTtlDays, "
+        "pointInTimeRecovery, logRetentionDays (Pulumi.prod.yaml)",
+    ),
+    (
+        "boolean as text",
+        [f"{PROJECT}:analytics", "enabled"],
+        "yes",
+        'analytics.enabled must be true or false (Pulumi.prod.yaml), got "yes"',
+    ),
+    (
+        "plain-HTTP identity provider",
+        [f"{PROJECT}:collector", "identity", "jwksUri"],
+        "http://login.example.com/keys",
+        'collector.identity.jwksUri must be an https:// URL (Pulumi.prod.yaml), got "http://login.example.com/keys"',
+    ),
+    (
+        "unknown time zone",
+        [f"{PROJECT}:quota", "timeZone"],
+        "Mars/Olympus",
+        'quota.timeZone must be an IANA time zone such as UTC or Europe/Berlin (Pulumi.prod.yaml), got "Mars/Olympus"',
+    ),
+    (
+        "thresholds out of order",
+        [f"{PROJECT}:quota", "thresholds"],
+        [90, 80],
+        "quota.thresholds must be strictly ascending percentages from 1 to 100, such as [80, 90, 100] "
+        "(Pulumi.prod.yaml), got [90, 80]",
+    ),
+    (
+        "negative limit",
+        [f"{PROJECT}:quota", "default", "monthlyUsd"],
+        -5,
+        "quota.default.monthlyUsd must be a number of at least 0 (Pulumi.prod.yaml), got -5",
+    ),
+    (
+        "unknown group type",
+        [f"{PROJECT}:quota", "groups", 0, "groupType"],
+        "division",
+        'quota.groups[0].groupType must be one of "department", "team" (Pulumi.prod.yaml), got "division"',
+    ),
+    (
+        "invalid email",
+        [f"{PROJECT}:alarmEmails", 0],
+        "oncall-at-example.com",
+        'alarmEmails[0] must be an email address (Pulumi.prod.yaml), got "oncall-at-example.com"',
+    ),
+    (
+        "credential age over the IAM limit",
+        [f"{PROJECT}:bearerTokenIngest", "credentialAgeDays"],
+        40000,
+        "bearerTokenIngest.credentialAgeDays must be an integer from 1 to 36600 (Pulumi.prod.yaml), got 40000",
+    ),
+    (
+        "team name IAM cannot use",
+        [f"{PROJECT}:bearerTokenIngest", "teams", 0, "name"],
+        "data science",
+        "bearerTokenIngest.teams[0].name must be 1-48 characters usable in an IAM user name (letters, digits, "
+        '+=,.@_-) (Pulumi.prod.yaml), got "data science"',
+    ),
+    (
+        "minimum above maximum",
+        [f"{PROJECT}:collector", "minCount"],
+        7,
+        "collector needs minCount <= desiredCount <= maxCount, got 7 <= 2 <= 6 (Pulumi.prod.yaml)",
+    ),
+    (
+        "lifecycle out of order",
+        [f"{PROJECT}:analytics", "expirationDays"],
+        200,
+        "analytics needs glacierInstantRetrievalAfterDays < expirationDays, got 365 >= 200 (Pulumi.prod.yaml)",
+    ),
+    (
+        "region that is not one",
+        ["aws:region"],
+        "europe",
+        'aws:region must be an AWS region such as eu-west-1 (Pulumi.prod.yaml), got "europe"',
+    ),
+    (
+        "misspelt section",
+        [f"{PROJECT}:colector"],
+        {"enabled": True},
+        f"{PROJECT}:colector is not a setting of this project; the project's keys are namePrefix, alarmEmails, "
+        "collector, dashboard, analytics, quota, bearerTokenIngest (Pulumi.prod.yaml)",
+    ),
+]
+
+
+def with_value(document: dict[str, Any], path: list[Any], value: Any) -> dict[str, Any]:
+    changed = copy.deepcopy(document)
+    node = changed["config"]
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return changed
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"), [case[1:] for case in BAD_VALUES], ids=[case[0] for case in BAD_VALUES]
+)
+def test_bad_value_fails_the_program_with_one_clear_message(
+    tmp_path: Path, path: list[Any], value: Any, message: str
+) -> None:
+    """The real program, run as the preview runs it, on a copy of Pulumi.prod.yaml with one bad value."""
+    stack_file = tmp_path / "Pulumi.prod.yaml"
+    stack_file.write_text(yaml.safe_dump(with_value(stack_document("prod"), path, value)))
+    with pytest.raises(InvalidStackConfig) as failure:
+        preview(Target(PROJECT_ROOT, stack_file, tmp_path / "out", None))
+    assert str(failure.value) == message
+
+
+def test_missing_region_is_named() -> None:
+    with pytest.raises(ConfigError) as failure:
+        parse_stack_config({f"{PROJECT}:namePrefix": "ccm"}, "Pulumi.dev.yaml")
+    assert failure.value.problems == ["aws:region must be set to an AWS region such as eu-west-1 (Pulumi.dev.yaml)"]
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    raw = {"aws:region": "eu-west-1", f"{PROJECT}:collector": {"desiredCount": 0, "cpu": 1}}
+    with pytest.raises(ConfigError) as failure:
+        parse_stack_config(raw, "Pulumi.dev.yaml")
+    assert len(failure.value.problems) == 2
+
+
+def test_enabled_collector_needs_a_certificate_source() -> None:
+    raw = {"aws:region": "eu-west-1", f"{PROJECT}:collector": {"enabled": True, "domainName": "otel.example.com"}}
+    with pytest.raises(ConfigError) as failure:
+        parse_stack_config(raw, "Pulumi.dev.yaml")
+    assert failure.value.problems == [
+        "collector needs certificateArn, or domainName with hostedZoneId, when enabled "
+        "(the certificate of the HTTPS listener) (Pulumi.dev.yaml)"
+    ]
+
+
+def test_sections_arrive_as_json_text_as_pulumi_passes_them() -> None:
+    raw = {"aws:region": "eu-west-1", f"{PROJECT}:dashboard": '{"enabled": true, "rollupTtlDays": 30}'}
+    assert parse_stack_config(raw, "Pulumi.dev.yaml").dashboard.rollup_ttl_days == 30

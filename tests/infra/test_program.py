@@ -1,0 +1,44 @@
+"""Both stacks build under mocks and pass the policy pack with zero mandatory violations."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from offline.preview import PreviewResult
+
+
+@pytest.mark.parametrize("fixture", ["dev_preview", "prod_preview"])
+def test_stack_previews_offline_without_mandatory_violations(fixture: str, request: pytest.FixtureRequest) -> None:
+    result: PreviewResult = request.getfixturevalue(fixture)
+    assert result.mandatory == []
+    assert result.seconds < 10
+
+
+@pytest.mark.parametrize("fixture", ["dev_preview", "prod_preview"])
+def test_every_resource_is_inside_the_stack(fixture: str, request: pytest.FixtureRequest) -> None:
+    registrations = request.getfixturevalue(fixture).run.registrations
+    urns = {r.urn for r in registrations}
+    roots = [r for r in registrations if r.parent is None]
+    assert [r.type for r in roots] == ["pulumi:pulumi:Stack"]
+    assert all(r.parent in urns for r in registrations if r.parent is not None)
+
+
+def test_stack_outputs_users_need(prod_preview: PreviewResult) -> None:
+    outputs = prod_preview.run.outputs
+    assert outputs["region"] == "eu-west-1"
+    assert outputs["operationsTopicArn"].startswith("arn:aws:sns:eu-west-1:123456789012:ccm-prod-ops-alarms")
+    assert outputs["enabledComponents"] == ["collector", "dashboard", "analytics", "quota", "bearerTokenIngest"]
+
+
+def test_names_derive_from_prefix_and_stack(dev_preview: PreviewResult) -> None:
+    names = [r.name for r in dev_preview.run.registrations if r.type != "pulumi:pulumi:Stack"]
+    assert names and all(name.startswith("ccm-dev-") for name in names)
+
+
+def test_apply_callbacks_ran(prod_preview: PreviewResult) -> None:
+    """The key policy is rendered inside an apply: a skipped apply would leave it unknown or missing."""
+    key = next(r for r in prod_preview.run.registrations if r.type == "aws:kms/key:Key")
+    policy = json.loads(key.inputs()["policy"])
+    assert policy["Statement"][0]["Principal"]["AWS"] == "arn:aws:iam::123456789012:root"
