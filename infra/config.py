@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import types
 import zoneinfo
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -372,14 +373,13 @@ def _maybe_json(value: Any) -> Any:
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif part in ("region", "defaultTags"):
-            path += "aws:" + part if not path else "." + part
-        else:
-            path += ("." if path else "") + str(part)
+    """`("collector", "identity", "issuer")` -> `collector.identity.issuer`; AWS provider keys keep `aws:`."""
+    if not loc:
+        return ""
+    head, *rest = loc
+    path = f"aws:{head}" if head in ("region", "defaultTags") else str(head)
+    for part in rest:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
     return path
 
 
@@ -413,15 +413,11 @@ def _is_model(candidate: Any) -> bool:
 
 
 def _strip_optional(annotation: Any) -> Any:
-    args = [a for a in get_args(annotation) if a is not type(None)]
-    if (
-        args
-        and get_origin(annotation) is not list
-        and get_origin(annotation) is not Literal
-        and get_origin(annotation) is not Annotated
-        and len(args) == 1
-    ):
-        return args[0]
+    """`X | None` -> `X`; anything else unchanged."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
     return annotation
 
 
