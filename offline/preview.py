@@ -186,7 +186,7 @@ def report(result: PreviewResult, out: Path) -> str:
         "",
         f"Policy verdict: {verdict} ({len(result.mandatory)} mandatory, "
         f"{len(result.violations) - len(result.mandatory)} advisory)",
-        f"Wrote {out / 'plan.json'} and {len(result.artifacts) - 1} artifacts; {result.seconds:.1f} s",
+        f"Wrote {out / 'plan.json'} and {len(result.artifacts) - 1} artifacts; {result.seconds:.2f} s",
     ]
     return "\n".join(lines)
 
