@@ -9,7 +9,7 @@ from __future__ import annotations
 import pulumi
 
 from components.operations import Operations, OperationsArgs
-from infra.config import StackConfig
+from infra.config import SECTION_KEYS, StackConfig
 
 # Sections whose component this version of the program does not deploy yet, with the issue that adds it.
 PENDING_COMPONENTS = {
@@ -22,14 +22,9 @@ PENDING_COMPONENTS = {
 
 
 def enabled_sections(settings: StackConfig) -> list[str]:
-    sections = {
-        "collector": settings.collector.enabled,
-        "dashboard": settings.dashboard.enabled,
-        "analytics": settings.analytics.enabled,
-        "quota": settings.quota.enabled,
-        "bearerTokenIngest": settings.bearer_token_ingest.enabled,
-    }
-    return [name for name, enabled in sections.items() if enabled]
+    """Config keys of the component sections this stack enables, in SECTION_KEYS order."""
+    by_alias = {field.alias: name for name, field in StackConfig.model_fields.items()}
+    return [key for key in SECTION_KEYS if getattr(settings, by_alias[key]).enabled]
 
 
 def compose(settings: StackConfig, stack: str) -> dict[str, pulumi.Input[object]]:
@@ -37,7 +32,8 @@ def compose(settings: StackConfig, stack: str) -> dict[str, pulumi.Input[object]
     prefix = f"{settings.name_prefix}-{stack}"
     operations = Operations(f"{prefix}-ops", OperationsArgs(alarm_emails=list(settings.alarm_emails)))
 
-    for section in enabled_sections(settings):
+    enabled = enabled_sections(settings)
+    for section in enabled:
         if section in PENDING_COMPONENTS:
             pulumi.log.warn(
                 f"{section} is enabled in Pulumi.{stack}.yaml, but this version of the program "
@@ -48,5 +44,5 @@ def compose(settings: StackConfig, stack: str) -> dict[str, pulumi.Input[object]
     return {
         "region": settings.region,
         "operationsTopicArn": operations.topic_arn,
-        "enabledComponents": enabled_sections(settings),
+        "enabledComponents": enabled,
     }

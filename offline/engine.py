@@ -22,14 +22,14 @@ import yaml
 from google.protobuf import json_format, struct_pb2
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime.config import set_all_config
+from pulumi.runtime.rpc import UNKNOWN
 from pulumi.runtime.stack import run_pulumi_func
+from pulumi_policy.deserialize import SPECIAL_SECRET_SIG, SPECIAL_SIG_KEY
 
 from offline.mocks import PlausibleMocks
 
 ROOT_STACK_TYPE = "pulumi:pulumi:Stack"
 SECRET_PLACEHOLDER = "offline-placeholder-secret"
-SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
-UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 
 
 class OfflineError(Exception):
@@ -150,7 +150,7 @@ class Registration:
 
 def _mask_secrets(value: Any) -> Any:
     if isinstance(value, dict):
-        if value.get("4dabf18193072939515e22adb298388d") == SECRET_SIG:
+        if value.get(SPECIAL_SIG_KEY) == SPECIAL_SECRET_SIG:
             return "[secret]"
         return {k: _mask_secrets(v) for k, v in value.items()}
     if isinstance(value, list):

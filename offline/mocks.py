@@ -18,26 +18,9 @@ ACCOUNT_ID = "123456789012"
 _ARN_SERVICE = {
     "lb": "elasticloadbalancing",
     "alb": "elasticloadbalancing",
-    "cloudwatch": "cloudwatch",
     "kinesis": "firehose",
-    "glue": "glue",
-    "ecs": "ecs",
-    "sns": "sns",
-    "sqs": "sqs",
-    "kms": "kms",
-    "secretsmanager": "secretsmanager",
-    "ssm": "ssm",
-    "athena": "athena",
-    "dynamodb": "dynamodb",
-    "lambda": "lambda",
-    "ec2": "ec2",
-    "acm": "acm",
-    "scheduler": "scheduler",
     "cloudwatchlogs": "logs",
     "appautoscaling": "application-autoscaling",
-    "route53": "route53",
-    "iam": "iam",
-    "s3": "s3",
 }
 
 

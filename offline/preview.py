@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pulumi
 import yaml
 
-from offline.engine import Program, ProgramRun, Registration, StackConfigFile, run_program
+from offline.engine import OfflineError, Program, ProgramRun, Registration, StackConfigFile, run_program
 from offline.policy import Violation, evaluate, load_policy_config
 from policies.pack import DEFAULT_ENFORCEMENT_LEVEL, PACK_NAME, POLICIES
 
@@ -235,10 +236,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             result = preview(target)
         except Exception as error:  # noqa: BLE001 every failure is reported per stack, with its reason
-            name = type(error).__name__
-            message = (
-                str(error) if name in ("OfflineError", "InvalidStackConfig", "ConfigError") else f"{name}: {error}"
-            )
+            # A program's own RunError (such as invalid stack configuration) is a message for the user as is.
+            expected = isinstance(error, (OfflineError, pulumi.RunError))
+            message = str(error) if expected else f"{type(error).__name__}: {error}"
             print(f"error: preview of {target.config} failed:\n{message}", file=sys.stderr)
             status = EXIT_FAILED
             continue

@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 from google.protobuf import struct_pb2
+from pulumi.runtime.rpc import UNKNOWN
 from pulumi_policy import EnforcementLevel
 
-from offline.engine import UNKNOWN, Registration
+from offline.engine import Registration
 from offline.policy import Violation, evaluate
 from policies.https_endpoints import listener_problem
 from policies.pack import PACK_NAME, POLICIES
