@@ -25,6 +25,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from components.collector import DEFAULT_COLLECTOR_IMAGE, PINNED_IMAGE_PATTERN
+
 PROJECT = "claude-code-monitoring"
 
 CLOUDWATCH_RETENTION_DAYS = (
@@ -38,6 +40,9 @@ _HOSTNAME = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
 _HTTPS_URL = r"^https://[^\s/:]+(:\d+)?(/\S*)?$"
 _CIDR = r"^((25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(25[0-5]|2[0-4]\d|1?\d?\d)/(3[0-2]|[12]?\d)$"
 _IAM_USER_SAFE = r"^[A-Za-z0-9+=,.@_-]{1,48}$"
+_LOG_GROUP_NAME = r"^[A-Za-z0-9_./#-]{1,512}$"
+_BAGGAGE_KEY = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$"
+_BAGGAGE_VALUE = r"^[\x21\x23-\x2B\x2D-\x3A\x3C-\x5B\x5D-\x7E]{1,256}$"
 
 Email = Annotated[str, Field(pattern=_EMAIL, json_schema_extra={"allowed": "an email address"})]
 Cidr = Annotated[str, Field(pattern=_CIDR, json_schema_extra={"allowed": "an IPv4 CIDR such as 10.0.0.0/8"})]
@@ -92,11 +97,14 @@ class IdentityConfig(_Section):
     """How the collector authenticates Claude Code clients."""
 
     mode: Literal["jwt", "none"] = Field(
-        "jwt", description="`jwt`: the load balancer validates the IdP's bearer token; `none`: no check (dev only)"
+        description="`jwt`: the load balancer validates the IdP's bearer token; `none`: no check (dev only)"
     )
     issuer: HttpsUrl | None = Field(None, description="Token issuer (`iss`) of the identity provider")
     jwks_uri: HttpsUrl | None = Field(None, description="JWKS endpoint of the identity provider")
     audience: str | None = Field(None, description="Expected `aud` claim")
+    audience_format: Literal["single-string", "string-array"] = Field(
+        "single-string", description="How the IdP writes `aud`: one string, or an array of strings"
+    )
     claims: IdentityClaims = IdentityClaims()
 
     @model_validator(mode="after")
@@ -163,10 +171,66 @@ class CollectorConfig(_Section):
     allowed_cidrs: list[Cidr] = Field(["0.0.0.0/0"], min_length=1)
     idle_timeout_seconds: int = Field(300, ge=61, le=4000, description="Load balancer idle timeout")
     container_insights: bool = False
+    access_logs: bool = Field(False, description="Load balancer access logs to an encrypted S3 bucket")
+    image: str = Field(
+        DEFAULT_COLLECTOR_IMAGE,
+        pattern=PINNED_IMAGE_PATTERN,
+        json_schema_extra={
+            "allowed": "a pinned image: repository:<exact version> (not latest) or repository@sha256:<digest>"
+        },
+    )
+    cpu_architecture: Literal["ARM64", "X86_64"] = Field("ARM64", description="Graviton tasks cost about 20% less")
+    grpc: bool = Field(False, description="Also accept OTLP over gRPC (port 4317)")
+    requests_per_target: int = Field(
+        2000, ge=100, le=100_000, description="Scale out above this many requests per task per minute"
+    )
+    cpu_target_percent: int = Field(60, ge=20, le=90, description="Scale out above this average CPU")
+    metrics_namespace: str = Field(
+        "ClaudeCode",
+        pattern=r"^[A-Za-z0-9._#:/-]{1,255}$",
+        json_schema_extra={"allowed": "a CloudWatch namespace (letters, digits, . _ # : / -), not starting with AWS/"},
+    )
+    metrics_log_group_name: str | None = Field(
+        None, pattern=_LOG_GROUP_NAME, json_schema_extra={"allowed": "a log group name such as /claude-code/metrics"}
+    )
+    events_log_group_name: str | None = Field(
+        None, pattern=_LOG_GROUP_NAME, json_schema_extra={"allowed": "a log group name such as /claude-code/events"}
+    )
+    resource_attributes: dict[
+        Annotated[str, Field(pattern=_BAGGAGE_KEY)], Annotated[str, Field(pattern=_BAGGAGE_VALUE)]
+    ] = Field(
+        {},
+        json_schema_extra={
+            "allowed": "a map of organisation defaults for OTEL_RESOURCE_ATTRIBUTES (no spaces, commas, quotes)"
+        },
+    )
+    otel_headers_helper: str | None = Field(
+        None,
+        min_length=1,
+        description="Path of the script on developer machines that prints the Authorization header",
+    )
     network: NetworkConfig = NetworkConfig()
-    identity: IdentityConfig = IdentityConfig(mode="none")
+    identity: IdentityConfig | None = None
 
     _retention = field_validator("log_retention_days")(_check_retention)
+
+    @field_validator("metrics_namespace")
+    @classmethod
+    def _not_aws_namespace(cls, value: str) -> str:
+        if value.startswith("AWS/"):
+            raise ValueError("a namespace of your own: names starting with AWS/ are reserved")
+        return value
+
+    @field_validator("resource_attributes")
+    @classmethod
+    def _no_identity_attributes(cls, value: dict[str, str]) -> dict[str, str]:
+        personal = sorted(key for key in value if key.startswith("user.") or key == "session.id")
+        if personal:
+            raise ValueError(
+                f"organisation defaults only; {', '.join(personal)} identify a person or session and come from the "
+                "verified token or the client"
+            )
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> CollectorConfig:
@@ -182,6 +246,16 @@ class CollectorConfig(_Section):
             )
         if self.enabled and not self.domain_name:
             raise ValueError("needs domainName when enabled (the endpoint Claude Code sends to)")
+        if self.enabled and self.identity is None:
+            raise ValueError(
+                "needs identity when enabled: mode jwt with issuer, jwksUri and audience of your identity provider, "
+                "or mode none to accept unauthenticated telemetry (dev only)"
+            )
+        if self.enabled and self.identity and self.identity.mode == "jwt" and not self.otel_headers_helper:
+            raise ValueError(
+                "needs otelHeadersHelper when identity.mode is jwt: the path of the script on developer machines "
+                "that prints the Authorization header with the identity provider's token"
+            )
         return self
 
 

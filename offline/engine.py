@@ -142,10 +142,19 @@ class Registration:
     ignore_changes: list[str]
     delete_before_replace: bool | None
     additional_secret_outputs: list[str]
+    resource_id: str = ""
+    """The id the mocks gave the resource (what another resource's input refers to)."""
+    output_properties: struct_pb2.Struct | None = None
 
     def inputs(self) -> dict[str, Any]:
         """Inputs with secrets shown as "[secret]", for reports and plan.json."""
         return _mask_secrets(json_format.MessageToDict(self.properties))
+
+    def outputs(self) -> dict[str, Any]:
+        """Outputs as the mocks answered them, secrets shown as "[secret]"."""
+        if self.output_properties is None:
+            return {}
+        return _mask_secrets(json_format.MessageToDict(self.output_properties))
 
 
 def _mask_secrets(value: Any) -> Any:
@@ -197,6 +206,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 ignore_changes=list(request.ignoreChanges),
                 delete_before_replace=request.deleteBeforeReplace if request.deleteBeforeReplaceDefined else None,
                 additional_secret_outputs=list(request.additionalSecretOutputs),
+                resource_id=response.id,
+                output_properties=response.object,
             )
         )
         return response

@@ -44,7 +44,8 @@ class PlausibleMocks(pulumi.runtime.Mocks):
         package, module, kind = _split_token(token)
 
         if package == "awsx":
-            return f"{args.name}-{unique[:8]}", {**state, **self._awsx_outputs(token, unique)}
+            # A component's outputs are not its inputs (awsx Vpc takes a NAT strategy, returns NAT gateways).
+            return f"{args.name}-{unique[:8]}", self._awsx_outputs(token, unique)
 
         resource_id, computed = self._computed(token, module, kind, args, physical, unique)
         return resource_id, {**state, **computed}

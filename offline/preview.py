@@ -110,7 +110,11 @@ def write_artifacts(out: Path, registrations: Sequence[Registration]) -> list[Pa
         if registration.type == "aws:cloudwatch/dashboard:Dashboard":
             document, stem = inputs.get("dashboardBody"), f"dashboard-{registration.name}"
         elif registration.type == "aws:ssm/parameter:Parameter":
-            document, stem = inputs.get("value"), f"ssm-{inputs.get('name', registration.name)}"
+            document = inputs.get("insecureValue") or inputs.get("value")
+            stem = f"ssm-{inputs.get('name', registration.name)}"
+        elif registration.type == "aws:ecs/taskDefinition:TaskDefinition":
+            written.extend(_write_container_configs(out, registration.name, inputs.get("containerDefinitions")))
+            continue
         elif registration.type == "aws:athena/namedQuery:NamedQuery":
             query = inputs.get("query")
             if isinstance(query, str):
@@ -127,6 +131,27 @@ def write_artifacts(out: Path, registrations: Sequence[Registration]) -> list[Pa
         path = out / f"{_file_name(stem)}.{extension}"
         path.write_text(content)
         written.append(path)
+    return written
+
+
+def _write_container_configs(out: Path, task_name: str, definitions: Any) -> list[Path]:
+    """Collector configurations passed to containers in environment variables, as YAML files."""
+    try:
+        containers = json.loads(definitions) if isinstance(definitions, str) else []
+    except json.JSONDecodeError:
+        return []
+    written = []
+    for container in containers:
+        for variable in container.get("environment", []):
+            value = variable.get("value")
+            try:
+                document = yaml.safe_load(value) if isinstance(value, str) else None
+            except yaml.YAMLError:
+                continue
+            if isinstance(document, dict) and "receivers" in document and "service" in document:
+                path = out / f"collector-{_file_name(task_name)}-{_file_name(container.get('name', 'container'))}.yaml"
+                path.write_text(value)
+                written.append(path)
     return written
 
 

@@ -54,8 +54,8 @@ def test_one_email_subscription_per_address(prod_preview: PreviewResult) -> None
 def test_children_are_parented_to_the_component(prod_preview: PreviewResult) -> None:
     registrations = prod_preview.run.registrations
     (component,) = [r for r in registrations if r.type == "claude-code-monitoring:index:Operations"]
-    children = [r for r in registrations if r.custom]
-    assert children and all(r.parent == component.urn for r in children)
+    children = [r for r in registrations if r.parent == component.urn]
+    assert {r.type for r in children} >= {"aws:kms/key:Key", "aws:sns/topic:Topic", "aws:sns/topicPolicy:TopicPolicy"}
     assert all(r.name.startswith(component.name) for r in children)
 
 

@@ -1,0 +1,50 @@
+"""Claude Code managed settings: the `env` block administrators distribute to developer machines.
+
+Pure functions; components store the result where device management fetches it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+METRICS_EXPORT_INTERVAL_MS = 60_000
+LOGS_EXPORT_INTERVAL_MS = 5_000
+
+_BAGGAGE_KEY = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
+_BAGGAGE_VALUE = re.compile(r'[^\s,;"\\]+')
+
+
+def resource_attributes_value(attributes: Mapping[str, str]) -> str:
+    """`OTEL_RESOURCE_ATTRIBUTES` text: `key=value` pairs joined by commas, keys sorted."""
+    for key, value in attributes.items():
+        if not _BAGGAGE_KEY.fullmatch(key) or not _BAGGAGE_VALUE.fullmatch(value):
+            raise ValueError(
+                f"resource attribute {key!r}={value!r} is not valid W3C baggage (no spaces, commas, semicolons, "
+                "quotes or backslashes)"
+            )
+    return ",".join(f"{key}={attributes[key]}" for key in sorted(attributes))
+
+
+def collector_managed_settings(
+    endpoint: str, resource_attributes: Mapping[str, str], headers_helper: str | None
+) -> dict[str, Any]:
+    """Managed settings for Path A: metrics and events over OTLP http/protobuf to the collector."""
+    if not endpoint.startswith("https://"):
+        raise ValueError(f"the collector endpoint must be https://, got {endpoint!r}")
+    env = {
+        "CLAUDE_CODE_ENABLE_TELEMETRY": "1",
+        "OTEL_METRICS_EXPORTER": "otlp",
+        "OTEL_LOGS_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_METRIC_EXPORT_INTERVAL": str(METRICS_EXPORT_INTERVAL_MS),
+        "OTEL_LOGS_EXPORT_INTERVAL": str(LOGS_EXPORT_INTERVAL_MS),
+    }
+    if resource_attributes:
+        env["OTEL_RESOURCE_ATTRIBUTES"] = resource_attributes_value(resource_attributes)
+    settings: dict[str, Any] = {"env": env}
+    if headers_helper:
+        settings["otelHeadersHelper"] = headers_helper
+    return settings
