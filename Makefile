@@ -3,6 +3,7 @@
 #   make preview STACK=prod                       one stack
 #   make preview PROGRAM=DIR CONFIG=FILE [OUT=DIR] [POLICY_CONFIG=FILE]   any Pulumi Python program
 #   make test                                     ruff, mypy, actionlint, zizmor, pytest
+#   make bench                                    benchmarks (run on purpose; results go to the README)
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -11,9 +12,9 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
 RUN := $(UV) run --frozen --no-sync
-TYPED_DIRS := infra components policies lambda_src offline
+TYPED_DIRS := infra components policies lambda_src offline benchmarks
 
-.PHONY: setup preview test lint typecheck workflows pytest clean
+.PHONY: setup preview test lint typecheck workflows pytest bench clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -49,6 +50,9 @@ pytest: setup
 	$(RUN) pytest
 
 test: lint typecheck workflows pytest
+
+bench: setup
+	$(RUN) python -m benchmarks.collector_series --write-readme
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

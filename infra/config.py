@@ -227,8 +227,8 @@ class CollectorConfig(_Section):
         personal = sorted(key for key in value if key.startswith("user.") or key == "session.id")
         if personal:
             raise ValueError(
-                f"organisation defaults only; {', '.join(personal)} identify a person or session and come from the "
-                "verified token or the client"
+                f"must hold organisation defaults only, and {', '.join(personal)} name a person or session "
+                "(identity comes from the verified token or the client)"
             )
         return value
 

@@ -145,6 +145,72 @@ BAD_VALUES = [
         "collector needs minCount <= desiredCount <= maxCount, got 7 <= 2 <= 6 (Pulumi.prod.yaml)",
     ),
     (
+        "image tag latest",
+        [f"{PROJECT}:collector", "image"],
+        "otel/opentelemetry-collector-contrib:latest",
+        "collector.image must be a pinned image: repository:<exact version> (not latest) or "
+        'repository@sha256:<digest> (Pulumi.prod.yaml), got "otel/opentelemetry-collector-contrib:latest"',
+    ),
+    (
+        "image without a tag",
+        [f"{PROJECT}:collector", "image"],
+        "otel/opentelemetry-collector-contrib",
+        "collector.image must be a pinned image: repository:<exact version> (not latest) or "
+        'repository@sha256:<digest> (Pulumi.prod.yaml), got "otel/opentelemetry-collector-contrib"',
+    ),
+    (
+        "plain-HTTP issuer",
+        [f"{PROJECT}:collector", "identity", "issuer"],
+        "http://login.example.com",
+        'collector.identity.issuer must be an https:// URL (Pulumi.prod.yaml), got "http://login.example.com"',
+    ),
+    (
+        "no identity decision",
+        [f"{PROJECT}:collector", "identity"],
+        None,
+        "collector needs identity when enabled: mode jwt with issuer, jwksUri and audience of your identity "
+        "provider, or mode none to accept unauthenticated telemetry (dev only) (Pulumi.prod.yaml)",
+    ),
+    (
+        "token validation without a headers helper",
+        [f"{PROJECT}:collector", "otelHeadersHelper"],
+        None,
+        "collector needs otelHeadersHelper when identity.mode is jwt: the path of the script on developer "
+        "machines that prints the Authorization header with the identity provider's token (Pulumi.prod.yaml)",
+    ),
+    (
+        "no domain and no certificate",
+        [f"{PROJECT}:collector", "hostedZoneId"],
+        None,
+        "collector needs certificateArn, or domainName with hostedZoneId, when enabled (the certificate of the "
+        "HTTPS listener) (Pulumi.prod.yaml)",
+    ),
+    (
+        "a single subnet",
+        [f"{PROJECT}:collector", "network"],
+        {
+            "vpcId": "vpc-0abc1234567890def",
+            "privateSubnetIds": ["subnet-0aaa1111111111111"],
+            "publicSubnetIds": ["subnet-0ccc3333333333333"],
+        },
+        "collector.network needs at least 2 privateSubnetIds and 2 publicSubnetIds, in distinct availability "
+        "zones, with vpcId (Pulumi.prod.yaml)",
+    ),
+    (
+        "per-user resource attribute",
+        [f"{PROJECT}:collector", "resourceAttributes"],
+        {"user.email": "someone@example.com"},
+        "collector.resourceAttributes must hold organisation defaults only, and user.email name a person or "
+        "session (identity comes from the verified token or the client) (Pulumi.prod.yaml)",
+    ),
+    (
+        "reserved namespace",
+        [f"{PROJECT}:collector", "metricsNamespace"],
+        "AWS/ClaudeCode",
+        "collector.metricsNamespace must be a namespace of your own: names starting with AWS/ are reserved "
+        '(Pulumi.prod.yaml), got "AWS/ClaudeCode"',
+    ),
+    (
         "lifecycle out of order",
         [f"{PROJECT}:analytics", "expirationDays"],
         200,

@@ -42,3 +42,21 @@ def test_apply_callbacks_ran(prod_preview: PreviewResult) -> None:
     key = next(r for r in prod_preview.run.registrations if r.type == "aws:kms/key:Key")
     policy = json.loads(key.inputs()["policy"])
     assert policy["Statement"][0]["Principal"]["AWS"] == "arn:aws:iam::123456789012:root"
+
+
+@pytest.mark.parametrize("fixture", ["dev_preview", "prod_preview"])
+def test_every_cloud_resource_belongs_to_a_component_and_is_named_from_it(
+    fixture: str, request: pytest.FixtureRequest
+) -> None:
+    registrations = request.getfixturevalue(fixture).run.registrations
+    components = {r.urn: r for r in registrations if r.type.startswith("claude-code-monitoring:index:")}
+    cloud = [r for r in registrations if r.custom]
+    assert cloud and all(r.parent in components for r in cloud)
+    assert all(r.name.startswith(components[str(r.parent)].name) for r in cloud)
+
+
+def test_collector_outputs(prod_preview: PreviewResult) -> None:
+    outputs = prod_preview.run.outputs
+    assert outputs["collectorEndpoint"] == "https://otel.example.com"
+    assert outputs["managedSettingsParameter"] == "/ccm-prod-collector/claude-code/managed-settings"
+    assert set(outputs["collectorLogGroups"]) == {"metrics", "events", "collector"}

@@ -1,0 +1,142 @@
+"""Benchmark: CloudWatch metric series the rendered collector configuration creates, by fleet size.
+
+A synthetic fleet sends one day of Claude Code's documented metrics with realistic attributes (per-user
+and per-session ones included). The awsemf model in `components.collector_config` turns each data point
+into the series the exporter would emit. Run: `make bench` (prints the table; `--write-readme` updates
+the README section between the collector-series markers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from components.collector_config import CollectorPipelineSettings, exported_series, render_collector_config
+
+FLEETS = (100, 1_000, 10_000)
+MODELS = ("claude-sonnet-4-5-20250929", "claude-opus-4-1-20250805", "claude-haiku-4-5-20251001")
+TOKEN_TYPES = ("input", "output", "cacheRead", "cacheCreation")
+TOOLS = ("Edit", "Write", "NotebookEdit")
+DECISIONS = ("accept", "reject")
+LANGUAGES = ("Python", "TypeScript", "Go", "Java", "Markdown", "unknown")
+DEPARTMENTS, TEAMS, COST_CENTERS = 8, 40, 12
+PRICE_PER_METRIC_MONTH = 0.30  # USD, CloudWatch custom metrics, first 10,000 series
+README = Path(__file__).resolve().parents[1] / "README.md"
+MARKERS = ("<!-- collector-series:start -->", "<!-- collector-series:end -->")
+
+
+def fleet_day(users: int, seed: int = 7) -> list[tuple[str, dict[str, str]]]:
+    """Data points of one day: two sessions per user, each sending every metric with its attributes."""
+    rng = random.Random(seed)  # noqa: S311 - a reproducible synthetic fleet, not a secret
+    points: list[tuple[str, dict[str, str]]] = []
+    for user in range(users):
+        team = rng.randrange(TEAMS)
+        identity = {
+            "user.email": f"developer{user}@example.com",
+            "user.id": f"{user:064x}",
+            "user.account_uuid": f"00000000-0000-4000-8000-{user:012x}",
+            "organization.id": "6f1c2d3e-0000-4000-8000-000000000001",
+            "department": f"department-{team % DEPARTMENTS}",
+            "team.id": f"team-{team}",
+            "cost_center": f"CC-{1000 + team % COST_CENTERS}",
+            "terminal.type": rng.choice(("vscode", "iTerm.app", "tmux")),
+            "service.name": "claude-code",
+            "os.type": rng.choice(("darwin", "linux", "windows")),
+        }
+        for session in range(2):
+            base = {**identity, "session.id": f"{user}-{session}-{rng.getrandbits(32):08x}"}
+            model = rng.choice(MODELS)
+            for name in ("claude_code.session.count", "claude_code.active_time.total", "claude_code.commit.count",
+                         "claude_code.pull_request.count"):  # fmt: skip
+                points.append((name, base))
+            points.append(("claude_code.cost.usage", {**base, "model": model}))
+            for token_type in TOKEN_TYPES:
+                points.append(("claude_code.token.usage", {**base, "model": model, "type": token_type}))
+            for line_type in ("added", "removed"):
+                points.append(("claude_code.lines_of_code.count", {**base, "type": line_type}))
+            for _ in range(3):
+                decision = {
+                    "tool": rng.choice(TOOLS),
+                    "decision": rng.choice(DECISIONS),
+                    "language": rng.choice(LANGUAGES),
+                }
+                points.append(("claude_code.code_edit_tool.decision", {**base, **decision}))
+    return points
+
+
+def exporter(rollup: str) -> dict[str, Any]:
+    settings = CollectorPipelineSettings(
+        region="eu-west-1",
+        environment="bench",
+        metrics_namespace="ClaudeCode",
+        metrics_log_group="/bench/metrics",
+        events_log_group="/bench/events",
+        identity_mode="jwt",
+    )
+    emf = render_collector_config(settings)["exporters"]["awsemf"]
+    return {**emf, "dimension_rollup_option": rollup}
+
+
+def measure() -> list[dict[str, Any]]:
+    ours, default_rollup = exporter("NoDimensionRollup"), exporter("ZeroAndSingleDimensionRollup")
+    rows = []
+    for users in FLEETS:
+        points = fleet_day(users)
+        started = time.perf_counter()
+        series = len(exported_series(ours, points))
+        seconds = time.perf_counter() - started
+        rows.append(
+            {
+                "users": users,
+                "points": len(points),
+                "series": series,
+                "default_rollup_series": len(exported_series(default_rollup, points)),
+                "seconds": seconds,
+            }
+        )
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    header = (
+        "| Users | Data points per day | Series, this configuration | Per month "
+        "| Series, awsemf default roll-up | Per month |"
+    )
+    lines = [header, "|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        ours, default = row["series"], row["default_rollup_series"]
+        lines.append(
+            f"| {row['users']:,} | {row['points']:,} | {ours:,} | ${ours * PRICE_PER_METRIC_MONTH:,.2f} "
+            f"| {default:,} | ${default * PRICE_PER_METRIC_MONTH:,.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def write_readme(text: str) -> None:
+    readme = README.read_text()
+    start, end = MARKERS
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
+    if not pattern.search(readme):
+        raise SystemExit(f"{README} has no {start} ... {end} section to update")
+    README.write_text(pattern.sub(lambda _: f"{start}\n{text}\n{end}", readme))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write-readme", action="store_true", help="update the README's collector-series table")
+    args = parser.parse_args()
+    rows = measure()
+    text = table(rows)
+    print(text)
+    for row in rows:
+        print(f"{row['users']:>6} users: {row['points']:,} points modelled in {row['seconds']:.2f} s")
+    if args.write_readme:
+        write_readme(text)
+
+
+if __name__ == "__main__":
+    main()
