@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 import yaml
 
-from components.collector import DEFAULT_COLLECTOR_IMAGE, TLS_POLICY, InvalidCollectorArgs
+from components.collector import (
+    DEFAULT_COLLECTOR_IMAGE,
+    TLS_POLICY,
+    CollectorArgs,
+    IdentityArgs,
+    InvalidCollectorArgs,
+)
 from components.collector_config import OTLP_GRPC_PORT, CollectorPipelineSettings, render_collector_config
 from offline.engine import Registration
 from offline.preview import PROJECT_ROOT, PreviewResult, Target, preview
@@ -361,3 +367,27 @@ def test_preview_writes_the_collector_configuration_and_settings(prod_preview: P
     names = {path.name for path in prod_preview.artifacts}
     assert "collector-ccm-prod-collector-task-otel-collector.yaml" in names
     assert "ssm--ccm-prod-collector-claude-code-managed-settings.json" in names
+
+
+def test_arguments_from_other_programs_are_checked_too() -> None:
+    """The component refuses what the stack schema refuses, for programs that use it without infra/config.py."""
+    args = CollectorArgs(
+        region="eu-west-1",
+        environment="test",
+        domain_name="otel.example.com",
+        identity=IdentityArgs(mode="jwt", issuer="http://idp.example.com", jwks_uri=None, audience=None),
+        image="otel/opentelemetry-collector-contrib:latest",
+        min_count=3,
+        desired_count=2,
+        idle_timeout_seconds=60,
+    )
+    assert args.problems() == [
+        "image must be pinned (repository:<version> or repository@sha256:<digest>), "
+        "got 'otel/opentelemetry-collector-contrib:latest'",
+        "min_count <= desired_count <= max_count is required, got 3 <= 2 <= 4",
+        "certificate_arn, or hosted_zone_id to validate a new certificate, is required for HTTPS",
+        "identity.issuer must be an https:// URL when mode is jwt, got 'http://idp.example.com'",
+        "identity.jwks_uri must be an https:// URL when mode is jwt, got None",
+        "identity.audience is required when mode is jwt",
+        "idle_timeout_seconds must be from 61 to 4000, got 60",
+    ]
