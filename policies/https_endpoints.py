@@ -79,7 +79,7 @@ def collector_configs(task_definition_props: Mapping[str, Any]) -> list[dict[str
         containers = json.loads(definitions) if isinstance(definitions, str) else []
     except json.JSONDecodeError:
         return []
-    found = []
+    found: list[dict[str, Any]] = []
     for container in containers if isinstance(containers, list) else []:
         for variable in container.get("environment") or []:
             value = variable.get("value")
@@ -87,7 +87,9 @@ def collector_configs(task_definition_props: Mapping[str, Any]) -> list[dict[str
                 document = yaml.safe_load(value) if isinstance(value, str) else None
             except yaml.YAMLError:
                 continue
-            receivers = document.get("receivers") if isinstance(document, dict) else None
+            if not isinstance(document, dict):
+                continue
+            receivers = document.get("receivers")
             if isinstance(receivers, dict) and any(str(name).split("/")[0] == "otlp" for name in receivers):
                 found.append(document)
     return found
