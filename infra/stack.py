@@ -69,7 +69,8 @@ def collector_args(
 ) -> CollectorArgs:
     """The Collector's arguments from the stack's `collector` section (validated already)."""
     identity = section.identity
-    assert identity is not None  # noqa: S101 - CollectorConfig requires it when enabled
+    if identity is None:  # CollectorConfig refuses an enabled collector without one; other callers get told
+        raise ValueError("collector.identity is required when the collector is enabled")
     claims = identity.claims
     network = section.network
     return CollectorArgs(
