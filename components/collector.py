@@ -392,6 +392,7 @@ class Collector(pulumi.ComponentResource):
         # Certificate, load balancer, listeners ------------------------------------------------------
         certificate_arn = self._certificate(name, args, child)
         access_logs = self._access_log_bucket(name, account_id, child) if args.access_logs else None
+        # The load balancer checks it may write to the bucket when access logs are turned on.
         load_balancer = aws.lb.LoadBalancer(
             f"{name}-lb",
             load_balancer_type="application",
@@ -401,8 +402,8 @@ class Collector(pulumi.ComponentResource):
             idle_timeout=args.idle_timeout_seconds,
             drop_invalid_header_fields=True,
             desync_mitigation_mode="strictest",
-            access_logs={"bucket": access_logs.bucket, "prefix": "alb", "enabled": True} if access_logs else None,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[access_logs] if access_logs else []),
+            access_logs={"bucket": access_logs[0].bucket, "prefix": "alb", "enabled": True} if access_logs else None,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(access_logs) if access_logs else []),
         )
         target_group = aws.lb.TargetGroup(
             f"{name}-otlp-http",
@@ -658,7 +659,9 @@ class Collector(pulumi.ComponentResource):
         )
         return validation.certificate_arn
 
-    def _access_log_bucket(self, name: str, account_id: str, opts: pulumi.ResourceOptions) -> aws.s3.Bucket:
+    def _access_log_bucket(
+        self, name: str, account_id: str, opts: pulumi.ResourceOptions
+    ) -> tuple[aws.s3.Bucket, aws.s3.BucketPolicy]:
         bucket = aws.s3.Bucket(f"{name}-access-logs", bucket_prefix=f"{name}-lb-logs-"[:37], opts=opts)
         aws.s3.BucketPublicAccessBlock(
             f"{name}-access-logs",
@@ -686,13 +689,13 @@ class Collector(pulumi.ComponentResource):
             opts=opts,
         )
         elb_account_arn = aws.elb.get_service_account().arn
-        aws.s3.BucketPolicy(
+        policy = aws.s3.BucketPolicy(
             f"{name}-access-logs",
             bucket=bucket.id,
             policy=bucket.arn.apply(lambda arn: json.dumps(access_log_bucket_policy(arn, account_id, elb_account_arn))),
             opts=opts,
         )
-        return bucket
+        return bucket, policy
 
     def _alarms(
         self,

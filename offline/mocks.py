@@ -256,6 +256,10 @@ class PlausibleMocks(pulumi.runtime.Mocks):
                 "name": args.args.get("name", "example.com"),
                 "id": args.args.get("zoneId", "Z0OFFLINE"),
             }
+        if token == "aws:elb/getServiceAccount:getServiceAccount":
+            # Elastic Load Balancing's own account in the region (eu-west-1's; others get a stand-in).
+            account = {"eu-west-1": "156460612806"}.get(self.region, "000000000000")
+            return {"arn": f"arn:aws:iam::{account}:root", "id": account}
         if token == "aws:iam/getPolicyDocument:getPolicyDocument":
             return {
                 "json": json.dumps({"Version": "2012-10-17", "Statement": args.args.get("statements", [])}),

@@ -237,6 +237,11 @@ def test_access_log_bucket_is_private_encrypted_and_tls_only(prod_preview: Previ
     )
     assert encryption["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "AES256"
     policy = json.loads(one(prod_preview, "aws:s3/bucketPolicy:BucketPolicy")["policy"])
+    writers = {s["Sid"]: s["Principal"] for s in policy["Statement"] if s["Effect"] == "Allow"}
+    assert writers == {
+        "LoadBalancerWritesAccessLogs": {"AWS": "arn:aws:iam::156460612806:root"},
+        "LogDeliveryWritesAccessLogs": {"Service": "logdelivery.elasticloadbalancing.amazonaws.com"},
+    }
     deny = next(s for s in policy["Statement"] if s["Effect"] == "Deny")
     assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
@@ -391,3 +396,9 @@ def test_arguments_from_other_programs_are_checked_too() -> None:
         "identity.audience is required when mode is jwt",
         "idle_timeout_seconds must be from 61 to 4000, got 60",
     ]
+
+
+def test_load_balancer_waits_for_the_access_log_bucket_policy(prod_preview: PreviewResult) -> None:
+    (policy,) = of_type(prod_preview, "aws:s3/bucketPolicy:BucketPolicy")
+    (load_balancer,) = of_type(prod_preview, "aws:lb/loadBalancer:LoadBalancer")
+    assert policy.urn in load_balancer.dependencies
