@@ -12,14 +12,15 @@ from typing import Any
 METRICS_EXPORT_INTERVAL_MS = 60_000
 LOGS_EXPORT_INTERVAL_MS = 5_000
 
-_BAGGAGE_KEY = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
-_BAGGAGE_VALUE = re.compile(r'[^\s,;"\\]+')
+# W3C baggage: a key is a token, a value is baggage-octets (printable ASCII without space, `"`, `,`, `;`, `\`).
+BAGGAGE_KEY_PATTERN = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$"
+BAGGAGE_VALUE_PATTERN = r"^[\x21\x23-\x2B\x2D-\x3A\x3C-\x5B\x5D-\x7E]{1,256}$"
 
 
 def resource_attributes_value(attributes: Mapping[str, str]) -> str:
     """`OTEL_RESOURCE_ATTRIBUTES` text: `key=value` pairs joined by commas, keys sorted."""
     for key, value in attributes.items():
-        if not _BAGGAGE_KEY.fullmatch(key) or not _BAGGAGE_VALUE.fullmatch(value):
+        if not re.fullmatch(BAGGAGE_KEY_PATTERN, key) or not re.fullmatch(BAGGAGE_VALUE_PATTERN, value):
             raise ValueError(
                 f"resource attribute {key!r}={value!r} is not valid W3C baggage (no spaces, commas, semicolons, "
                 "quotes or backslashes)"

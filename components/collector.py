@@ -174,7 +174,7 @@ def pipeline_settings(name: str, args: CollectorArgs) -> CollectorPipelineSettin
 
 def container_definitions(name: str, args: CollectorArgs) -> list[dict[str, Any]]:
     """The collector container: pinned image, configuration in the environment, read-only root."""
-    ports = [OTLP_HTTP_PORT, HEALTH_CHECK_PORT, *([OTLP_GRPC_PORT] if args.grpc else [])]
+    ports = collector_ports(args)
     return [
         {
             "name": CONTAINER_NAME,
@@ -195,6 +195,54 @@ def container_definitions(name: str, args: CollectorArgs) -> list[dict[str, Any]
             },
         }
     ]
+
+
+@dataclass(frozen=True)
+class SecurityGroupRule:
+    """One rule of the load balancer's (`lb`) or the tasks' (`task`) security group."""
+
+    name: str
+    group: Literal["lb", "task"]
+    direction: Literal["in", "out"]
+    port: int
+    peer: str
+    """The other group (`lb` or `task`) or an IPv4 CIDR."""
+    description: str
+
+
+def collector_ports(args: CollectorArgs) -> list[int]:
+    """Ports the collector container listens on: OTLP/HTTP, health check, and OTLP/gRPC when enabled."""
+    return [OTLP_HTTP_PORT, HEALTH_CHECK_PORT, *([OTLP_GRPC_PORT] if args.grpc else [])]
+
+
+def security_group_rules(args: CollectorArgs) -> list[SecurityGroupRule]:
+    """Clients reach the load balancer on 443 (and 80, which redirects); only it reaches the collector ports."""
+    rules = [
+        SecurityGroupRule(
+            f"lb-in-{port}-{index}",
+            "lb",
+            "in",
+            port,
+            cidr,
+            f"Claude Code clients on {port}" + (" (redirected to 443)" if port == 80 else ""),
+        )
+        for port in (443, 80)
+        for index, cidr in enumerate(args.allowed_cidrs)
+    ]
+    for port in collector_ports(args):
+        rules.append(SecurityGroupRule(f"lb-out-{port}", "lb", "out", port, "task", "To collector tasks"))
+        rules.append(SecurityGroupRule(f"task-in-{port}", "task", "in", port, "lb", "From the collector load balancer"))
+    rules.append(
+        SecurityGroupRule(
+            "task-out-https",
+            "task",
+            "out",
+            443,
+            "0.0.0.0/0",
+            "CloudWatch Logs, the image registry and the identity provider over HTTPS",
+        )
+    )
+    return rules
 
 
 def https_default_actions(identity: IdentityArgs, target_group_arn: pulumi.Input[str]) -> list[Any]:
@@ -344,50 +392,22 @@ class Collector(pulumi.ComponentResource):
             description="Collector tasks: collector ports from the load balancer only",
             opts=child,
         )
-        for port in (443, 80):
-            for index, cidr in enumerate(args.allowed_cidrs):
-                aws.vpc.SecurityGroupIngressRule(
-                    f"{name}-lb-in-{port}-{index}",
-                    security_group_id=lb_security_group.id,
-                    ip_protocol="tcp",
-                    from_port=port,
-                    to_port=port,
-                    cidr_ipv4=cidr,
-                    description=f"Claude Code clients on {port}" + (" (redirected to 443)" if port == 80 else ""),
-                    opts=child,
-                )
-        collector_ports = [OTLP_HTTP_PORT, HEALTH_CHECK_PORT, *([OTLP_GRPC_PORT] if args.grpc else [])]
-        for port in collector_ports:
-            aws.vpc.SecurityGroupEgressRule(
-                f"{name}-lb-out-{port}",
-                security_group_id=lb_security_group.id,
-                ip_protocol="tcp",
-                from_port=port,
-                to_port=port,
-                referenced_security_group_id=task_security_group.id,
-                description="To collector tasks",
-                opts=child,
-            )
-            aws.vpc.SecurityGroupIngressRule(
-                f"{name}-task-in-{port}",
-                security_group_id=task_security_group.id,
-                ip_protocol="tcp",
-                from_port=port,
-                to_port=port,
-                referenced_security_group_id=lb_security_group.id,
-                description="From the collector load balancer",
-                opts=child,
-            )
-        aws.vpc.SecurityGroupEgressRule(
-            f"{name}-task-out-https",
-            security_group_id=task_security_group.id,
-            ip_protocol="tcp",
-            from_port=443,
-            to_port=443,
-            cidr_ipv4="0.0.0.0/0",
-            description="CloudWatch Logs, the image registry and the identity provider over HTTPS",
-            opts=child,
-        )
+        groups = {"lb": lb_security_group.id, "task": task_security_group.id}
+        for rule in security_group_rules(args):
+            rule_args: dict[str, Any] = {
+                "security_group_id": groups[rule.group],
+                "ip_protocol": "tcp",
+                "from_port": rule.port,
+                "to_port": rule.port,
+                "description": rule.description,
+                "opts": child,
+            }
+            if rule.peer in groups:
+                rule_args["referenced_security_group_id"] = groups[rule.peer]
+            else:
+                rule_args["cidr_ipv4"] = rule.peer
+            resource = aws.vpc.SecurityGroupIngressRule if rule.direction == "in" else aws.vpc.SecurityGroupEgressRule
+            resource(f"{name}-{rule.name}", **rule_args)
 
         # Certificate, load balancer, listeners ------------------------------------------------------
         certificate_arn = self._certificate(name, args, child)

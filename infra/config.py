@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from components.claude_settings import BAGGAGE_KEY_PATTERN, BAGGAGE_VALUE_PATTERN
 from components.collector import DEFAULT_COLLECTOR_IMAGE, PINNED_IMAGE_PATTERN
 
 PROJECT = "claude-code-monitoring"
@@ -41,8 +42,6 @@ _HTTPS_URL = r"^https://[^\s/:]+(:\d+)?(/\S*)?$"
 _CIDR = r"^((25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(25[0-5]|2[0-4]\d|1?\d?\d)/(3[0-2]|[12]?\d)$"
 _IAM_USER_SAFE = r"^[A-Za-z0-9+=,.@_-]{1,48}$"
 _LOG_GROUP_NAME = r"^[A-Za-z0-9_./#-]{1,512}$"
-_BAGGAGE_KEY = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$"
-_BAGGAGE_VALUE = r"^[\x21\x23-\x2B\x2D-\x3A\x3C-\x5B\x5D-\x7E]{1,256}$"
 
 Email = Annotated[str, Field(pattern=_EMAIL, json_schema_extra={"allowed": "an email address"})]
 Cidr = Annotated[str, Field(pattern=_CIDR, json_schema_extra={"allowed": "an IPv4 CIDR such as 10.0.0.0/8"})]
@@ -171,7 +170,7 @@ class CollectorConfig(_Section):
     allowed_cidrs: list[Cidr] = Field(["0.0.0.0/0"], min_length=1)
     idle_timeout_seconds: int = Field(300, ge=61, le=4000, description="Load balancer idle timeout")
     container_insights: bool = False
-    access_logs: bool = Field(False, description="Load balancer access logs to an encrypted S3 bucket")
+    access_logs: bool = Field(True, description="Load balancer access logs to an encrypted S3 bucket")
     image: str = Field(
         DEFAULT_COLLECTOR_IMAGE,
         pattern=PINNED_IMAGE_PATTERN,
@@ -197,7 +196,7 @@ class CollectorConfig(_Section):
         None, pattern=_LOG_GROUP_NAME, json_schema_extra={"allowed": "a log group name such as /claude-code/events"}
     )
     resource_attributes: dict[
-        Annotated[str, Field(pattern=_BAGGAGE_KEY)], Annotated[str, Field(pattern=_BAGGAGE_VALUE)]
+        Annotated[str, Field(pattern=BAGGAGE_KEY_PATTERN)], Annotated[str, Field(pattern=BAGGAGE_VALUE_PATTERN)]
     ] = Field(
         {},
         json_schema_extra={

@@ -67,60 +67,21 @@ def compose(settings: StackConfig, stack: str) -> dict[str, pulumi.Input[object]
 def collector_args(
     section: CollectorConfig, region: str, stack: str, alarm_topic_arn: pulumi.Input[str]
 ) -> CollectorArgs:
-    """The Collector's arguments from the stack's `collector` section (validated already)."""
+    """The Collector's arguments from the stack's `collector` section (validated already).
+
+    The section's keys are the arguments' names (camelCase in the file); `enabled` is the only key the
+    component does not take.
+    """
     identity = section.identity
     if identity is None:  # CollectorConfig refuses an enabled collector without one; other callers get told
         raise ValueError("collector.identity is required when the collector is enabled")
-    claims = identity.claims
-    network = section.network
     return CollectorArgs(
+        **section.model_dump(exclude={"enabled", "network", "identity"}),
         region=region,
         environment=stack,
-        domain_name=str(section.domain_name),
-        hosted_zone_id=section.hosted_zone_id,
-        certificate_arn=section.certificate_arn,
-        internet_facing=section.internet_facing,
-        allowed_cidrs=list(section.allowed_cidrs),
-        idle_timeout_seconds=section.idle_timeout_seconds,
-        image=section.image,
-        cpu=section.cpu,
-        memory=section.memory,
-        cpu_architecture=section.cpu_architecture,
-        desired_count=section.desired_count,
-        min_count=section.min_count,
-        max_count=section.max_count,
-        requests_per_target=section.requests_per_target,
-        cpu_target_percent=section.cpu_target_percent,
-        container_insights=section.container_insights,
-        access_logs=section.access_logs,
-        log_retention_days=section.log_retention_days,
-        metrics_namespace=section.metrics_namespace,
-        metrics_log_group_name=section.metrics_log_group_name,
-        events_log_group_name=section.events_log_group_name,
-        grpc=section.grpc,
-        network=NetworkArgs(
-            vpc_id=network.vpc_id,
-            private_subnet_ids=list(network.private_subnet_ids),
-            public_subnet_ids=list(network.public_subnet_ids),
-            cidr_block=network.cidr_block,
-            availability_zones=network.availability_zones,
-            nat_gateways=network.nat_gateways,
-        ),
+        network=NetworkArgs(**section.network.model_dump()),
         identity=IdentityArgs(
-            mode=identity.mode,
-            issuer=identity.issuer,
-            jwks_uri=identity.jwks_uri,
-            audience=identity.audience,
-            audience_format=identity.audience_format,
-            claims=IdentityClaimNames(
-                email=claims.email,
-                user_id=claims.user_id,
-                department=claims.department,
-                team=claims.team,
-                cost_center=claims.cost_center,
-            ),
+            **identity.model_dump(exclude={"claims"}), claims=IdentityClaimNames(**identity.claims.model_dump())
         ),
-        resource_attributes=dict(section.resource_attributes),
-        otel_headers_helper=section.otel_headers_helper,
         alarm_topic_arn=alarm_topic_arn,
     )

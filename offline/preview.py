@@ -24,6 +24,7 @@ import yaml
 
 from offline.engine import OfflineError, Program, ProgramRun, Registration, StackConfigFile, run_program
 from offline.policy import Violation, evaluate, load_policy_config
+from policies.https_endpoints import collector_configs
 from policies.pack import DEFAULT_ENFORCEMENT_LEVEL, PACK_NAME, POLICIES
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -113,7 +114,7 @@ def write_artifacts(out: Path, registrations: Sequence[Registration]) -> list[Pa
             document = inputs.get("insecureValue") or inputs.get("value")
             stem = f"ssm-{inputs.get('name', registration.name)}"
         elif registration.type == "aws:ecs/taskDefinition:TaskDefinition":
-            written.extend(_write_container_configs(out, registration.name, inputs.get("containerDefinitions")))
+            written.extend(_write_container_configs(out, registration.name, inputs))
             continue
         elif registration.type == "aws:athena/namedQuery:NamedQuery":
             query = inputs.get("query")
@@ -134,24 +135,17 @@ def write_artifacts(out: Path, registrations: Sequence[Registration]) -> list[Pa
     return written
 
 
-def _write_container_configs(out: Path, task_name: str, definitions: Any) -> list[Path]:
-    """Collector configurations passed to containers in environment variables, as YAML files."""
-    try:
-        containers = json.loads(definitions) if isinstance(definitions, str) else []
-    except json.JSONDecodeError:
-        return []
+def _write_container_configs(out: Path, task_name: str, task_inputs: dict[str, Any]) -> list[Path]:
+    """Collector configurations a task definition passes to its containers, as YAML files.
+
+    Found the way the policy pack finds them, so the file shows what the rules checked.
+    """
     written = []
-    for container in containers:
-        for variable in container.get("environment", []):
-            value = variable.get("value")
-            try:
-                document = yaml.safe_load(value) if isinstance(value, str) else None
-            except yaml.YAMLError:
-                continue
-            if isinstance(document, dict) and "receivers" in document and "service" in document:
-                path = out / f"collector-{_file_name(task_name)}-{_file_name(container.get('name', 'container'))}.yaml"
-                path.write_text(value)
-                written.append(path)
+    for index, config in enumerate(collector_configs(task_inputs)):
+        suffix = f"-{index + 1}" if index else ""
+        path = out / f"collector-{_file_name(task_name)}{suffix}.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False, width=1000))
+        written.append(path)
     return written
 
 

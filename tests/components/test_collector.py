@@ -370,7 +370,9 @@ def test_managed_settings_are_stored_and_exported(prod_preview: PreviewResult) -
 
 def test_preview_writes_the_collector_configuration_and_settings(prod_preview: PreviewResult) -> None:
     names = {path.name for path in prod_preview.artifacts}
-    assert "collector-ccm-prod-collector-task-otel-collector.yaml" in names
+    assert "collector-ccm-prod-collector-task.yaml" in names
+    written = next(path for path in prod_preview.artifacts if path.name == "collector-ccm-prod-collector-task.yaml")
+    assert yaml.safe_load(written.read_text()) == rendered_config(prod_preview)
     assert "ssm--ccm-prod-collector-claude-code-managed-settings.json" in names
 
 

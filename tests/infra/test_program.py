@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
+import yaml
 
-from offline.preview import PreviewResult
+from components.collector import CollectorArgs, IdentityArgs, NetworkArgs
+from components.collector_config import IdentityClaimNames
+from infra.config import CollectorConfig, IdentityClaims, IdentityConfig, NetworkConfig, parse_stack_config
+from infra.stack import collector_args
+from offline.preview import PROJECT_ROOT, PreviewResult
 
 
 @pytest.mark.parametrize("fixture", ["dev_preview", "prod_preview"])
@@ -60,3 +66,25 @@ def test_collector_outputs(prod_preview: PreviewResult) -> None:
     assert outputs["collectorEndpoint"] == "https://otel.example.com"
     assert outputs["managedSettingsParameter"] == "/ccm-prod-collector/claude-code/managed-settings"
     assert set(outputs["collectorLogGroups"]) == {"metrics", "events", "collector"}
+
+
+def test_collector_section_and_component_arguments_name_the_same_settings() -> None:
+    """`collector_args` passes the section through by name: a key the component lacks, or an argument the
+    section lacks, would be lost silently, so both sides must list the same settings."""
+    args = {f.name: f for f in dataclasses.fields(CollectorArgs)}
+    section = dict(CollectorConfig.model_fields)
+    assert set(section) - {"enabled"} == set(args) - {"region", "environment", "alarm_topic_arn"}
+    assert set(NetworkConfig.model_fields) == {f.name for f in dataclasses.fields(NetworkArgs)}
+    assert set(IdentityConfig.model_fields) == {f.name for f in dataclasses.fields(IdentityArgs)}
+    assert IdentityClaims().model_dump() == dataclasses.asdict(IdentityClaimNames())
+
+
+def test_collector_args_carry_the_stack_files_settings() -> None:
+    document = yaml.safe_load((PROJECT_ROOT / "Pulumi.prod.yaml").read_text())["config"]
+    settings = parse_stack_config(document, "Pulumi.prod.yaml")
+    args = collector_args(settings.collector, settings.region, "prod", "arn:aws:sns:eu-west-1:1:t")
+    assert (args.min_count, args.max_count, args.cpu, args.memory) == (2, 6, 1024, 2048)
+    assert args.network.nat_gateways == "onePerAz" and args.network.availability_zones == 3
+    assert args.identity.mode == "jwt" and args.identity.claims.cost_center == "cost_center"
+    assert args.otel_headers_helper == "/usr/local/bin/claude-otel-token"
+    assert args.problems() == []
