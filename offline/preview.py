@@ -24,7 +24,7 @@ import yaml
 
 from offline.engine import OfflineError, Program, ProgramRun, Registration, StackConfigFile, run_program
 from offline.policy import Violation, evaluate, load_policy_config
-from policies.https_endpoints import collector_configs
+from policies.documents import TASK_DEFINITION_TYPE, collector_configs
 from policies.pack import DEFAULT_ENFORCEMENT_LEVEL, PACK_NAME, POLICIES
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -141,10 +141,10 @@ def _write_container_configs(out: Path, task_name: str, task_inputs: dict[str, A
     Found the way the policy pack finds them, so the file shows what the rules checked.
     """
     written = []
-    for index, config in enumerate(collector_configs(task_inputs)):
+    for index, stored in enumerate(collector_configs(TASK_DEFINITION_TYPE, task_inputs)):
         suffix = f"-{index + 1}" if index else ""
         path = out / f"collector-{_file_name(task_name)}{suffix}.yaml"
-        path.write_text(yaml.safe_dump(config, sort_keys=False, width=1000))
+        path.write_text(yaml.safe_dump(dict(stored.document), sort_keys=False, width=1000))
         written.append(path)
     return written
 

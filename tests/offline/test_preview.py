@@ -186,7 +186,9 @@ def test_unknown_stack_is_named(capsys: pytest.CaptureFixture[str]) -> None:
     [
         ('{"no-such-policy": "mandatory"}', "'no-such-policy' is not a policy of this pack"),
         ('{"load-balancer-listeners-use-https": "blocking"}', "enforcementLevel must be one of"),
-        ('{"load-balancer-listeners-use-https": {"maxAge": 3}}', "takes no configuration"),
+        ('{"no-iam-access-keys": {"maxAge": 3}}', "takes no configuration"),
+        ('{"load-balancer-listeners-use-https": {"maxAge": 3}}', "'maxAge' was unexpected"),
+        ('{"service-credentials-expire": {"maximumCredentialAgeDays": 0}}', "0 is less than the minimum of 1"),
         ("{not json", "not a readable JSON policy configuration"),
     ],
 )
