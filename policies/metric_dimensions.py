@@ -230,7 +230,9 @@ def dashboard_problems(body: Mapping[str, Any], forbidden: Mapping[str, str]) ->
         properties = widget.get("properties") or {}
         title = properties.get("title") or f"widget {index}"
         for entry in _metric_entries(properties.get("metrics")):
-            words = [item for position, item in enumerate(entry) if isinstance(item, str) and position >= 2]
+            # [namespace, metric, name, value, ...]; ["...", name, value] repeats the previous entry's head
+            names_and_values = entry[1:] if entry and entry[0] == "..." else entry[2:]
+            words = [item for item in names_and_values if isinstance(item, str)]
             for item in entry:
                 if isinstance(item, Mapping) and isinstance(item.get("expression"), str):
                     words.extend(_tokens(item["expression"]))

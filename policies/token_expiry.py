@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -96,9 +96,13 @@ def _depends_on(resource: PolicyResource, urns: set[str]) -> bool:
     return bool(linked & urns)
 
 
-def _environment_text(function: PolicyResource) -> str:
+def _names_user(function: PolicyResource, user_name: Any) -> bool:
+    """The function's environment mentions the user name as a whole word (e.g. in a JSON list of users)."""
+    if not isinstance(user_name, str) or not user_name:
+        return False
     variables = (function.props.get("environment") or {}).get("variables") or {}
-    return json.dumps(dict(variables))
+    word = re.compile(rf"(?<![\w+=,.@-]){re.escape(user_name)}(?![\w+=,.@-])")
+    return any(isinstance(value, str) and word.search(value) for value in variables.values())
 
 
 def _scheduled(function: PolicyResource, resources: Sequence[PolicyResource]) -> bool:
@@ -132,8 +136,7 @@ def credential_gaps(credential: PolicyResource, resources: Sequence[PolicyResour
     watchers = [
         r
         for r in resources
-        if r.resource_type == FUNCTION_TYPE
-        and (_depends_on(r, owners) or (isinstance(user_name, str) and json.dumps(user_name) in _environment_text(r)))
+        if r.resource_type == FUNCTION_TYPE and (_depends_on(r, owners) or _names_user(r, user_name))
     ]
     if not any(_scheduled(watcher, resources) for watcher in watchers):
         gaps.append(
