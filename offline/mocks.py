@@ -182,6 +182,8 @@ class PlausibleMocks(pulumi.runtime.Mocks):
         if token == "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream":
             arn = self._arn("firehose", f"deliverystream/{physical}")
             return arn, {"arn": arn, "name": physical}
+        if token == "aws:cloudwatch/eventRule:EventRule":
+            return physical, {"name": physical, "arn": self._arn("events", f"rule/{physical}")}
         if token == "aws:athena/workgroup:Workgroup":
             return physical, {"name": physical, "arn": self._arn("athena", f"workgroup/{physical}")}
         if token == "aws:glue/catalogDatabase:CatalogDatabase":
