@@ -51,7 +51,7 @@ class UncheckedValuesError(UnknownValueError):
         )
 
 
-class UnknownCollector:
+class UnknownValues:
     """Collects what a stack rule could not check, so one unknown value does not stop the whole rule."""
 
     def __init__(self) -> None:

@@ -16,7 +16,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from policies.common import Setting, UnknownCollector, config_schema, settings
+from policies.common import Setting, UnknownValues, config_schema, settings
 from policies.documents import OTLP_ENDPOINT_VARIABLES, claude_code_settings, collector_configs
 
 LISTENER_TYPES = ("aws:lb/listener:Listener", "aws:alb/listener:Listener")
@@ -269,7 +269,7 @@ def bucket_denies_insecure_transport(bucket: PolicyResource, resources: Sequence
 
 
 def _validate_buckets_deny_insecure_transport(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    unknowns = UnknownCollector()
+    unknowns = UnknownValues()
     for bucket in args.resources:
         if bucket.resource_type not in BUCKET_TYPES:
             continue
@@ -343,7 +343,7 @@ def unauthenticated_collector_problem(resources: Iterable[tuple[str, str, Mappin
 
 
 def _validate_collector_tokens(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    unknowns = UnknownCollector()
+    unknowns = UnknownValues()
     known = [
         (resource.resource_type, resource.name, resource.props)
         for resource in args.resources

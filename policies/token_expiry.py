@@ -16,7 +16,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from policies.common import Setting, UnknownCollector, config_schema, settings
+from policies.common import Setting, UnknownValues, config_schema, settings
 from policies.documents import SECRET_VERSION_TYPE
 
 SERVICE_CREDENTIAL_TYPE = "aws:iam/serviceSpecificCredential:ServiceSpecificCredential"
@@ -148,7 +148,7 @@ def credential_gaps(credential: PolicyResource, resources: Sequence[PolicyResour
 
 
 def _validate_credentials_stored_and_watched(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    unknowns = UnknownCollector()
+    unknowns = UnknownValues()
     for credential in args.resources:
         if credential.resource_type != SERVICE_CREDENTIAL_TYPE:
             continue
