@@ -34,7 +34,8 @@ CLOUDWATCH_RETENTION_DAYS = (
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
 )  # fmt: skip
 FARGATE_CPU_UNITS = (256, 512, 1024, 2048, 4096, 8192, 16384)
-CREDENTIAL_AGE_DAYS_MAX = 36600  # the IAM API's own limit for service-specific credentials
+BEARER_CREDENTIAL_AGE_DAYS_MAX = 90  # the policy pack's default maximumCredentialAgeDays
+CLOUDWATCH_API_KEY_POLICY_ARN = "arn:aws:iam::aws:policy/CloudWatchAPIKeyAccess"
 
 _EMAIL = r"^[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$"
 _HOSTNAME = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
@@ -350,17 +351,55 @@ class BearerTeam(_Section):
         pattern=_IAM_USER_SAFE,
         json_schema_extra={"allowed": "1-48 characters usable in an IAM user name (letters, digits, +=,.@_-)"},
     )
-    department: str | None = None
-    cost_center: str | None = None
+    department: str | None = Field(
+        None,
+        pattern=BAGGAGE_VALUE_PATTERN,
+        json_schema_extra={"allowed": "printable ASCII without spaces, commas, semicolons, quotes or backslashes"},
+    )
+    cost_center: str | None = Field(
+        None,
+        pattern=BAGGAGE_VALUE_PATTERN,
+        json_schema_extra={"allowed": "printable ASCII without spaces, commas, semicolons, quotes or backslashes"},
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_extra_policies(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            for key in ("policies", "policyArns", "managedPolicyArns", "inlinePolicies"):
+                if key in values:
+                    raise ValueError(
+                        f"cannot take {key}: an ingest user holds only {CLOUDWATCH_API_KEY_POLICY_ARN}, so a leaked "
+                        "key can do nothing but send metrics"
+                    )
+        return values
+
+
+class IngestRotation(_Section):
+    """Which of a team's two credential slots is in use, and what became of the other one."""
+
+    active_credential: Literal["a", "b"] = "a"
+    previous_credential: Literal["active", "inactive", "deleted"] = "deleted"
 
 
 class BearerTokenIngestConfig(_Section):
     """Path B: CloudWatch API keys for direct OTLP ingest, per team."""
 
     enabled: bool = False
-    credential_age_days: int = Field(90, ge=1, le=CREDENTIAL_AGE_DAYS_MAX)
+    credential_age_days: int | None = Field(
+        None,
+        ge=1,
+        le=BEARER_CREDENTIAL_AGE_DAYS_MAX,
+        json_schema_extra={"allowed": f"a number of days from 1 to {BEARER_CREDENTIAL_AGE_DAYS_MAX}"},
+    )
     expiry_warning_days: int = Field(14, ge=1, le=60)
     account_guardrail: bool = False
+    headers_helper: str = Field(
+        "/usr/local/bin/claude-cloudwatch-key",
+        pattern=r"^/[^\s]+$",
+        json_schema_extra={"allowed": "an absolute path on the developer's machine, without spaces"},
+    )
+    rotation: IngestRotation = IngestRotation()
     teams: list[BearerTeam] = []
 
     @field_validator("teams")
@@ -372,6 +411,26 @@ class BearerTokenIngestConfig(_Section):
                 raise ValueError(f"unique team names, and {team.name!r} appears twice")
             seen.add(team.name.lower())
         return teams
+
+    @model_validator(mode="after")
+    def _age_is_chosen(self) -> BearerTokenIngestConfig:
+        if self.enabled and self.credential_age_days is None:
+            raise ValueError(
+                f"needs credentialAgeDays (1 to {BEARER_CREDENTIAL_AGE_DAYS_MAX}) when enabled: "
+                "a key without it never expires"
+            )
+        if self.enabled and not self.teams:
+            raise ValueError("needs at least one team when enabled")
+        if (
+            self.enabled
+            and self.credential_age_days is not None
+            and self.expiry_warning_days >= self.credential_age_days
+        ):
+            raise ValueError(
+                f"needs expiryWarningDays ({self.expiry_warning_days}) below credentialAgeDays "
+                f"({self.credential_age_days}), or the warning fires the day the key is made"
+            )
+        return self
 
 
 class StackConfig(_Section):

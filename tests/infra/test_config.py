@@ -126,10 +126,38 @@ BAD_VALUES = [
         'alarmEmails[0] must be an email address (Pulumi.prod.yaml), got "oncall-at-example.com"',
     ),
     (
-        "credential age over the IAM limit",
+        "credential age over the pack maximum",
         [f"{PROJECT}:bearerTokenIngest", "credentialAgeDays"],
-        40000,
-        "bearerTokenIngest.credentialAgeDays must be an integer from 1 to 36600 (Pulumi.prod.yaml), got 40000",
+        91,
+        "bearerTokenIngest.credentialAgeDays must be a number of days from 1 to 90 (Pulumi.prod.yaml), got 91",
+    ),
+    (
+        "credential age missing",
+        [f"{PROJECT}:bearerTokenIngest", "credentialAgeDays"],
+        None,
+        "bearerTokenIngest needs credentialAgeDays (1 to 90) when enabled: a key without it never expires "
+        "(Pulumi.prod.yaml)",
+    ),
+    (
+        "another policy for an ingest user",
+        [f"{PROJECT}:bearerTokenIngest", "teams", 0, "managedPolicyArns"],
+        ["arn:aws:iam::aws:policy/AdministratorAccess"],
+        "bearerTokenIngest.teams[0] cannot take managedPolicyArns: an ingest user holds only "
+        "arn:aws:iam::aws:policy/CloudWatchAPIKeyAccess, so a leaked key can do nothing but send metrics "
+        "(Pulumi.prod.yaml)",
+    ),
+    (
+        "warning after expiry",
+        [f"{PROJECT}:bearerTokenIngest", "expiryWarningDays"],
+        60,
+        "bearerTokenIngest needs expiryWarningDays (60) below credentialAgeDays (60), or the warning fires "
+        "the day the key is made (Pulumi.prod.yaml)",
+    ),
+    (
+        "rotation slot unknown",
+        [f"{PROJECT}:bearerTokenIngest", "rotation", "activeCredential"],
+        "c",
+        'bearerTokenIngest.rotation.activeCredential must be one of "a", "b" (Pulumi.prod.yaml), got "c"',
     ),
     (
         "team name IAM cannot use",
