@@ -49,3 +49,33 @@ def collector_managed_settings(
     if headers_helper:
         settings["otelHeadersHelper"] = headers_helper
     return settings
+
+
+INGEST_SECRET_VARIABLE = "CLAUDE_CODE_INGEST_SECRET_ARN"  # noqa: S105 (a variable name)
+
+
+def direct_ingest_managed_settings(
+    region: str, resource_attributes: Mapping[str, str], headers_helper: str, secret_arn: str
+) -> dict[str, Any]:
+    """Managed settings for Path B: metrics over OTLP http/protobuf straight to CloudWatch with an API key.
+
+    The key never appears here: the headers helper reads it from Secrets Manager (the secret's ARN is in
+    the environment) and prints the Authorization header. People stay out of the series: the resource
+    attributes carry team, department and cost center only, and session id and account uuid are off.
+    """
+    if any(key.startswith("user.") for key in resource_attributes):
+        raise ValueError(f"direct-ingest resource attributes must not name a person, got {sorted(resource_attributes)}")
+    return {
+        "env": {
+            "CLAUDE_CODE_ENABLE_TELEMETRY": "1",
+            "OTEL_METRICS_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"https://monitoring.{region}.amazonaws.com",
+            "OTEL_METRIC_EXPORT_INTERVAL": str(METRICS_EXPORT_INTERVAL_MS),
+            "OTEL_RESOURCE_ATTRIBUTES": resource_attributes_value(resource_attributes),
+            "OTEL_METRICS_INCLUDE_SESSION_ID": "false",
+            "OTEL_METRICS_INCLUDE_ACCOUNT_UUID": "false",
+            INGEST_SECRET_VARIABLE: secret_arn,
+        },
+        "otelHeadersHelper": headers_helper,
+    }

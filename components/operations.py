@@ -124,4 +124,6 @@ class Operations(pulumi.ComponentResource):
             )
 
         self.topic_arn = topic.arn
-        self.register_outputs({"topicArn": topic.arn})
+        self.topic_key_arn = key.arn
+        """Publishers need kms:GenerateDataKey* and kms:Decrypt on this key (the key policy defers to IAM)."""
+        self.register_outputs({"topicArn": topic.arn, "topicKeyArn": key.arn})

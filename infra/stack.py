@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import pulumi
 
+from components.bearer_token_ingest import BearerTokenIngest, BearerTokenIngestArgs, IngestTeam
 from components.collector import Collector, CollectorArgs, IdentityArgs, NetworkArgs
 from components.collector_config import IdentityClaimNames
 from components.operations import Operations, OperationsArgs
-from infra.config import SECTION_KEYS, CollectorConfig, StackConfig
+from infra.config import SECTION_KEYS, BearerTokenIngestConfig, CollectorConfig, StackConfig
 
 # Sections whose component this version of the program does not deploy yet, with the issue that adds it.
 PENDING_COMPONENTS = {
     "dashboard": 4,
     "analytics": 5,
     "quota": 6,
-    "bearerTokenIngest": 7,
 }
 
 
@@ -61,7 +61,46 @@ def compose(settings: StackConfig, stack: str) -> dict[str, pulumi.Input[object]
                 "managedSettings": collector.managed_settings,
             }
         )
+    if settings.bearer_token_ingest.enabled:
+        ingest = BearerTokenIngest(
+            f"{prefix}-ingest",
+            bearer_token_ingest_args(
+                settings.bearer_token_ingest, settings.region, stack, operations.topic_arn, operations.topic_key_arn
+            ),
+        )
+        outputs.update(
+            {
+                "ingestUserNames": ingest.user_names,
+                "ingestSecretArns": ingest.secret_arns,
+                "ingestSettingsParameters": ingest.settings_parameters,
+                "ingestManagedSettings": ingest.managed_settings,
+                "ingestGuardrailPolicyArn": ingest.guardrail_policy_arn,
+            }
+        )
     return outputs
+
+
+def bearer_token_ingest_args(
+    section: BearerTokenIngestConfig,
+    region: str,
+    stack: str,
+    alarm_topic_arn: pulumi.Input[str],
+    alarm_topic_key_arn: pulumi.Input[str],
+) -> BearerTokenIngestArgs:
+    """The BearerTokenIngest arguments from the stack's `bearerTokenIngest` section (validated already)."""
+    if section.credential_age_days is None:  # the section refuses this when enabled; other callers get told
+        raise ValueError("bearerTokenIngest.credentialAgeDays is required when bearerTokenIngest is enabled")
+    return BearerTokenIngestArgs(
+        **section.model_dump(exclude={"enabled", "teams", "rotation", "credential_age_days"}),
+        credential_age_days=section.credential_age_days,
+        teams=[IngestTeam(**team.model_dump()) for team in section.teams],
+        active_credential=section.rotation.active_credential,
+        previous_credential=section.rotation.previous_credential,
+        region=region,
+        alarm_topic_arn=alarm_topic_arn,
+        alarm_topic_key_arn=alarm_topic_key_arn,
+        metrics_namespace=f"ClaudeCode/{stack}/Ingest",
+    )
 
 
 def collector_args(

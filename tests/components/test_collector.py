@@ -25,7 +25,8 @@ PROJECT = "claude-code-monitoring"
 
 
 def of_type(result: PreviewResult, token: str) -> list[Registration]:
-    return [r for r in result.run.registrations if r.type == token]
+    """The Collector's resources of this type (other components of the stack are not under test here)."""
+    return [r for r in result.run.registrations if r.type == token and "index:Collector$" in r.urn]
 
 
 def one(result: PreviewResult, token: str, name: str | None = None) -> dict[str, Any]:
@@ -300,6 +301,7 @@ def test_log_groups_with_configured_retention(prod_preview: PreviewResult) -> No
     groups = {
         r.inputs()["name"]: r.inputs()["retentionInDays"]
         for r in of_type(prod_preview, "aws:cloudwatch/logGroup:LogGroup")
+        if r.inputs()["name"].startswith("/ccm-prod-collector/")
     }
     assert groups == {
         "/ccm-prod-collector/metrics": 90,

@@ -17,7 +17,9 @@ from lambda_src.credential_expiry.handler import Settings, TeamExpiry, check, me
 NOW = datetime(2026, 12, 30, 8, 0, tzinfo=UTC)
 
 
-def credential(days: float | None, status: str = "Active", credential_id: str = "ACCAQ3EXAMPLEDATA0001") -> dict[str, Any]:
+def credential(
+    days: float | None, status: str = "Active", credential_id: str = "ACCAQ3EXAMPLEDATA0001"
+) -> dict[str, Any]:
     item: dict[str, Any] = {
         "UserName": "ccm-prod-data",
         "Status": status,
@@ -92,7 +94,9 @@ def test_a_run_publishes_days_per_team_and_one_warning(
         warning_days=14,
         stack="prod",
     )
-    iam, stubber = stubbed_iam({"ccm-prod-data": [credential(5)], "ccm-prod-web": [credential(50, credential_id="ACCAQ3EXAMPLEWEB00001")]})
+    iam, stubber = stubbed_iam(
+        {"ccm-prod-data": [credential(5)], "ccm-prod-web": [credential(50, credential_id="ACCAQ3EXAMPLEWEB00001")]}
+    )
     cloudwatch = aws_client("cloudwatch")
 
     assert check(settings, iam, cloudwatch, aws_client("sns"), NOW) == {"teams": 2, "warned": True}
@@ -114,7 +118,10 @@ def test_a_run_publishes_days_per_team_and_one_warning(
 
     messages = aws_client("sqs").receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
     (body,) = [message["Body"] for message in messages]
-    assert "team data (IAM user ccm-prod-data): key ACCAQ3EXAMPLEDATA0001 expires in 5.0 days" in body and "team web" not in body
+    assert (
+        "team data (IAM user ccm-prod-data): key ACCAQ3EXAMPLEDATA0001 expires in 5.0 days" in body
+        and "team web" not in body
+    )
 
 
 def test_one_unreadable_user_does_not_hide_the_others(
