@@ -27,6 +27,7 @@ INGEST_USER_PATH = "/claude-code-ingest/"
 MAX_CREDENTIAL_AGE_DAYS = 90
 CREDENTIAL_SLOTS = ("a", "b")
 EXPIRY_FUNCTION = "credential_expiry"
+PREVIOUS_KEY_STAGE = "PREVIOUS_KEY"
 LAMBDA_RUNTIME = "python3.12"
 EXPIRY_SCHEDULE = "cron(0 7 * * ? *)"  # daily, 07:00 UTC
 
@@ -247,12 +248,17 @@ class BearerTokenIngest(pulumi.ComponentResource):
                 tags={**tags, "team": team.name},
                 opts=child,
             )
-            aws.secretsmanager.SecretVersion(
-                resource,
-                secret_id=secret.id,
-                secret_string=pulumi.Output.secret(keys[args.active_credential].service_credential_secret),  # type: ignore[arg-type]
-                opts=child,
-            )
+            for slot_name, key in keys.items():
+                # The active key is the secret's current value; a key kept during a rotation stays stored
+                # under its own label (never in plaintext state outputs), so it can be restored.
+                current = slot_name == args.active_credential
+                aws.secretsmanager.SecretVersion(
+                    resource if current else f"{resource}-previous",
+                    secret_id=secret.id,
+                    secret_string=pulumi.Output.secret(key.service_credential_secret),  # type: ignore[arg-type]
+                    version_stages=None if current else [PREVIOUS_KEY_STAGE],
+                    opts=child,
+                )
             attributes = {"team.id": team.name}
             if team.department:
                 attributes["department"] = team.department

@@ -95,7 +95,7 @@ class PlausibleMocks(pulumi.runtime.Mocks):
         if token == "aws:iam/user:User":
             return physical, {
                 "name": physical,
-                "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/{physical}",
+                "arn": f"arn:aws:iam::{ACCOUNT_ID}:user{inputs.get('path', '/')}{physical}",
                 "uniqueId": f"AIDA{unique.upper()}",
             }
         if token == "aws:iam/policy:Policy":
