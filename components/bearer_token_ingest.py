@@ -19,12 +19,14 @@ import pulumi
 import pulumi_aws as aws
 
 from components.claude_settings import direct_ingest_managed_settings
+from components.collector_config import COST_CENTER, DEPARTMENT, TEAM
+from components.iam import service_trust_policy
 from components.lambda_code import function_code, handler_name
 
 CLOUDWATCH_SERVICE = "cloudwatch.amazonaws.com"
 CLOUDWATCH_API_KEY_POLICY_ARN = "arn:aws:iam::aws:policy/CloudWatchAPIKeyAccess"
 INGEST_USER_PATH = "/claude-code-ingest/"
-MAX_CREDENTIAL_AGE_DAYS = 90
+MAX_CREDENTIAL_AGE_DAYS = 90  # the policy pack's default maximumCredentialAgeDays
 CREDENTIAL_SLOTS = ("a", "b")
 EXPIRY_FUNCTION = "credential_expiry"
 PREVIOUS_KEY_STAGE = "PREVIOUS_KEY"
@@ -144,20 +146,6 @@ def guardrail_policy(max_age_days: int, account_id: str, partition: str) -> dict
     }
 
 
-def watcher_trust_policy(account_id: str) -> dict[str, Any]:
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "lambda.amazonaws.com"},
-                "Action": "sts:AssumeRole",
-                "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
-            }
-        ],
-    }
-
-
 def watcher_policy(
     user_arns: Sequence[str], namespace: str, topic_arn: str, topic_key_arn: str | None, log_group_arn: str
 ) -> dict[str, Any]:
@@ -227,9 +215,15 @@ class BearerTokenIngest(pulumi.ComponentResource):
             attachment = aws.iam.UserPolicyAttachment(
                 resource, user=user.name, policy_arn=CLOUDWATCH_API_KEY_POLICY_ARN, opts=child
             )
-            keys: dict[str, aws.iam.ServiceSpecificCredential] = {}
+            secret = aws.secretsmanager.Secret(
+                resource,
+                description=f"CloudWatch API key of team {team.name} for Claude Code telemetry (Bearer token)",
+                recovery_window_in_days=7,
+                tags={**tags, "team": team.name},
+                opts=child,
+            )
             for slot in credential_slots(args.active_credential, args.previous_credential):
-                keys[slot.slot] = aws.iam.ServiceSpecificCredential(
+                key = aws.iam.ServiceSpecificCredential(
                     f"{resource}-key-{slot.slot}",
                     service_name=CLOUDWATCH_SERVICE,
                     user_name=user.name,
@@ -241,29 +235,20 @@ class BearerTokenIngest(pulumi.ComponentResource):
                         additional_secret_outputs=["servicePassword", "serviceCredentialSecret"],
                     ),
                 )
-            secret = aws.secretsmanager.Secret(
-                resource,
-                description=f"CloudWatch API key of team {team.name} for Claude Code telemetry (Bearer token)",
-                recovery_window_in_days=7,
-                tags={**tags, "team": team.name},
-                opts=child,
-            )
-            for slot_name, key in keys.items():
                 # The active key is the secret's current value; a key kept during a rotation stays stored
                 # under its own label (never in plaintext state outputs), so it can be restored.
-                current = slot_name == args.active_credential
                 aws.secretsmanager.SecretVersion(
-                    resource if current else f"{resource}-previous",
+                    resource if slot.in_secret else f"{resource}-previous",
                     secret_id=secret.id,
                     secret_string=pulumi.Output.secret(key.service_credential_secret),  # type: ignore[arg-type]
-                    version_stages=None if current else [PREVIOUS_KEY_STAGE],
+                    version_stages=None if slot.in_secret else [PREVIOUS_KEY_STAGE],
                     opts=child,
                 )
-            attributes = {"team.id": team.name}
+            attributes = {TEAM: team.name}
             if team.department:
-                attributes["department"] = team.department
+                attributes[DEPARTMENT] = team.department
             if team.cost_center:
-                attributes["cost_center"] = team.cost_center
+                attributes[COST_CENTER] = team.cost_center
             settings = secret.arn.apply(functools.partial(team_settings, args, attributes))
             settings_parameters[team.name] = aws.ssm.Parameter(
                 f"{resource}-settings",
@@ -296,7 +281,9 @@ class BearerTokenIngest(pulumi.ComponentResource):
         )
         role = aws.iam.Role(
             f"{name}-key-expiry",
-            assume_role_policy=identity.account_id.apply(lambda account: json.dumps(watcher_trust_policy(account))),
+            assume_role_policy=identity.account_id.apply(
+                lambda account: json.dumps(service_trust_policy("lambda.amazonaws.com", account))
+            ),
             tags=tags,
             opts=child,
         )

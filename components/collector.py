@@ -29,6 +29,7 @@ from components.collector_config import (
     IdentityClaimNames,
     collector_config_yaml,
 )
+from components.iam import service_trust_policy
 
 COMPONENT_TYPE = "claude-code-monitoring:index:Collector"
 
@@ -299,20 +300,6 @@ def execution_role_policy(collector_log_group_arn: str) -> dict[str, Any]:
     }
 
 
-def ecs_tasks_trust_policy(account_id: str) -> dict[str, Any]:
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "ecs-tasks.amazonaws.com"},
-                "Action": "sts:AssumeRole",
-                "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
-            }
-        ],
-    }
-
-
 def access_log_bucket_policy(bucket_arn: str, account_id: str, elb_account_arn: str) -> dict[str, Any]:
     """The load balancer writes its access logs; nothing reaches the bucket without TLS."""
     objects = f"{bucket_arn}/alb/AWSLogs/{account_id}/*"
@@ -507,7 +494,7 @@ class Collector(pulumi.ComponentResource):
             )
 
         # Roles --------------------------------------------------------------------------------------
-        trust = json.dumps(ecs_tasks_trust_policy(account_id))
+        trust = json.dumps(service_trust_policy("ecs-tasks.amazonaws.com", account_id))
         execution_role = aws.iam.Role(
             f"{name}-execution", assume_role_policy=trust, description="Starts collector tasks", opts=child
         )

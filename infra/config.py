@@ -25,6 +25,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from components.bearer_token_ingest import CLOUDWATCH_API_KEY_POLICY_ARN
+from components.bearer_token_ingest import MAX_CREDENTIAL_AGE_DAYS as BEARER_CREDENTIAL_AGE_DAYS_MAX
 from components.claude_settings import BAGGAGE_KEY_PATTERN, BAGGAGE_VALUE_PATTERN
 from components.collector import DEFAULT_COLLECTOR_IMAGE, PINNED_IMAGE_PATTERN
 
@@ -34,8 +36,6 @@ CLOUDWATCH_RETENTION_DAYS = (
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
 )  # fmt: skip
 FARGATE_CPU_UNITS = (256, 512, 1024, 2048, 4096, 8192, 16384)
-BEARER_CREDENTIAL_AGE_DAYS_MAX = 90  # the policy pack's default maximumCredentialAgeDays
-CLOUDWATCH_API_KEY_POLICY_ARN = "arn:aws:iam::aws:policy/CloudWatchAPIKeyAccess"
 
 _EMAIL = r"^[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$"
 _HOSTNAME = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"

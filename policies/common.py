@@ -8,11 +8,11 @@ them through `settings()`, which applies the same defaults in code.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pulumi_policy import PolicyConfigSchema
+from pulumi_policy import PolicyConfigSchema, PolicyResource, ReportViolation
 from pulumi_policy.proxy import UnknownValueError
 
 T = TypeVar("T")
@@ -68,6 +68,27 @@ class UnknownValues:
     def raise_if_any(self) -> None:
         if self.unchecked:
             raise UncheckedValuesError(self.unchecked)
+
+
+def report_each(
+    resources: Sequence[PolicyResource],
+    types: Iterable[str],
+    problem: Callable[[PolicyResource, Sequence[PolicyResource]], str | None],
+    report_violation: ReportViolation,
+) -> None:
+    """A stack rule's loop: `problem(resource, resources)` for each resource of `types`, reported on it.
+
+    A resource whose values are unknown during preview is set aside; after the others are reported, one
+    advisory names everything that could not be checked.
+    """
+    wanted = set(types)
+    unknowns = UnknownValues()
+    for resource in resources:
+        if resource.resource_type in wanted:
+            found = unknowns.attempt(resource.name, None, problem, resource, resources)
+            if found:
+                report_violation(found, resource.urn)
+    unknowns.raise_if_any()
 
 
 _PREFIXES = ("@resource.", "@attributes.", "resource.", "attributes.", "$.")

@@ -16,7 +16,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from policies.common import Setting, UnknownValues, config_schema, settings
+from policies.common import Setting, UnknownValues, config_schema, report_each, settings
 from policies.documents import OTLP_ENDPOINT_VARIABLES, claude_code_settings, collector_configs
 
 LISTENER_TYPES = ("aws:lb/listener:Listener", "aws:alb/listener:Listener")
@@ -264,18 +264,14 @@ def bucket_policies_of(bucket: PolicyResource, resources: Sequence[PolicyResourc
     return documents
 
 
-def bucket_denies_insecure_transport(bucket: PolicyResource, resources: Sequence[PolicyResource]) -> bool:
-    return any(denies_insecure_transport(policy) for policy in bucket_policies_of(bucket, resources))
+def bucket_tls_problem(bucket: PolicyResource, resources: Sequence[PolicyResource]) -> str | None:
+    if any(denies_insecure_transport(policy) for policy in bucket_policies_of(bucket, resources)):
+        return None
+    return f"bucket {bucket.name} has no bucket policy that denies requests without TLS."
 
 
 def _validate_buckets_deny_insecure_transport(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    unknowns = UnknownValues()
-    for bucket in args.resources:
-        if bucket.resource_type not in BUCKET_TYPES:
-            continue
-        if not unknowns.attempt(bucket.name, True, bucket_denies_insecure_transport, bucket, args.resources):
-            report_violation(f"bucket {bucket.name} has no bucket policy that denies requests without TLS.", bucket.urn)
-    unknowns.raise_if_any()
+    report_each(args.resources, BUCKET_TYPES, bucket_tls_problem, report_violation)
 
 
 buckets_deny_insecure_transport = StackValidationPolicy(

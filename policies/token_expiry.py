@@ -16,7 +16,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from policies.common import Setting, UnknownValues, config_schema, settings
+from policies.common import Setting, config_schema, report_each, settings
 from policies.documents import SECRET_VERSION_TYPE
 
 SERVICE_CREDENTIAL_TYPE = "aws:iam/serviceSpecificCredential:ServiceSpecificCredential"
@@ -147,15 +147,13 @@ def credential_gaps(credential: PolicyResource, resources: Sequence[PolicyResour
     return gaps
 
 
+def credential_problem(credential: PolicyResource, resources: Sequence[PolicyResource]) -> str | None:
+    gaps = credential_gaps(credential, resources)
+    return f"credential {credential.name}: {'; '.join(gaps)}." if gaps else None
+
+
 def _validate_credentials_stored_and_watched(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    unknowns = UnknownValues()
-    for credential in args.resources:
-        if credential.resource_type != SERVICE_CREDENTIAL_TYPE:
-            continue
-        gaps: list[str] = unknowns.attempt(credential.name, [], credential_gaps, credential, args.resources)
-        if gaps:
-            report_violation(f"credential {credential.name}: {'; '.join(gaps)}.", credential.urn)
-    unknowns.raise_if_any()
+    report_each(args.resources, [SERVICE_CREDENTIAL_TYPE], credential_problem, report_violation)
 
 
 bearer_credentials_are_stored_and_watched = StackValidationPolicy(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,27 @@ PROGRAMS = Path(__file__).parent / "programs"
 def preview_stack(stack: str, out: Path) -> PreviewResult:
     policy_config = PROJECT_ROOT / "policies" / "config" / f"{stack}.json"
     return preview(Target(PROJECT_ROOT, PROJECT_ROOT / f"Pulumi.{stack}.yaml", out, policy_config))
+
+
+def make_preview(name: str, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`make preview PROGRAM=tests/programs/<name> CONFIG=... OUT=...` exactly as the README shows it."""
+    program = PROGRAMS / name
+    return subprocess.run(
+        [
+            "make",
+            "--no-print-directory",
+            "preview",
+            f"PROGRAM={program}",
+            f"CONFIG={program / 'Pulumi.test.yaml'}",
+            f"OUT={out}",
+            *extra,
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def preview_program(name: str, out: Path) -> PreviewResult:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import jsonschema
@@ -13,7 +12,7 @@ from offline.engine import OfflineError, Program, StackConfigFile, run_program
 from offline.policy import load_policy_config
 from offline.preview import EXIT_FAILED, EXIT_MANDATORY, EXIT_OK, PROJECT_ROOT, PreviewResult, main
 from policies.pack import POLICIES
-from tests.conftest import PROGRAMS, preview_program
+from tests.conftest import PROGRAMS, make_preview, preview_program
 
 PLAN_SCHEMA = {
     "type": "object",
@@ -72,22 +71,7 @@ def test_http_forwarding_listener_is_a_mandatory_violation(tmp_path: Path) -> No
 
 
 def test_make_preview_program_exits_non_zero_on_the_forwarding_listener(tmp_path: Path) -> None:
-    program = PROGRAMS / "http_forwarding_listener"
-    completed = subprocess.run(
-        [
-            "make",
-            "--no-print-directory",
-            "preview",
-            f"PROGRAM={program}",
-            f"CONFIG={program / 'Pulumi.test.yaml'}",
-            f"OUT={tmp_path}",
-        ],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    completed = make_preview("http_forwarding_listener", tmp_path)
     assert completed.returncode != 0, completed.stdout
     assert "[mandatory] load-balancer-listeners-use-https" in completed.stdout
     assert "aws:lb/listener:Listener::http-forward" in completed.stdout

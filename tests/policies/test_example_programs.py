@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from offline.preview import EXIT_MANDATORY, EXIT_OK, PROJECT_ROOT, main
 from policies.pack import POLICIES
-from tests.conftest import PROGRAMS
+from tests.conftest import PROGRAMS, make_preview
 
 VIOLATIONS = {
     "http_forwarding_listener": ("load-balancer-listeners-use-https", "aws:lb/listener:Listener::http-forward"),
@@ -90,22 +89,7 @@ def test_compliant_example_has_no_violation(tmp_path: Path) -> None:
 
 
 def test_make_preview_program_passes_the_compliant_example(tmp_path: Path) -> None:
-    program = PROGRAMS / "compliant_monitoring"
-    completed = subprocess.run(
-        [
-            "make",
-            "--no-print-directory",
-            "preview",
-            f"PROGRAM={program}",
-            f"CONFIG={program / 'Pulumi.test.yaml'}",
-            f"OUT={tmp_path}",
-        ],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    completed = make_preview("compliant_monitoring", tmp_path)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "Policy verdict: passed (0 mandatory, 0 advisory)" in completed.stdout
 

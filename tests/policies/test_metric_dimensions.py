@@ -8,8 +8,9 @@ from typing import Any, Literal
 import pytest
 import yaml
 
-from components.collector_config import CollectorPipelineSettings, collector_config_yaml
+from components.collector_config import collector_config_yaml
 from policies.metric_dimensions import promql_label_names
+from tests.components.test_collector_config import settings_for
 from tests.policies.engine_shape import UNKNOWN, resource, secret, urn, violations_of
 
 TASK = "aws:ecs/taskDefinition:TaskDefinition"
@@ -41,14 +42,7 @@ def in_task(config: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("identity_mode", ["jwt", "none"])
 def test_the_rendered_collector_configuration_passes(identity_mode: Literal["jwt", "none"]) -> None:
-    settings = CollectorPipelineSettings(
-        region="eu-west-1",
-        environment="dev",
-        metrics_namespace="ClaudeCode/dev",
-        metrics_log_group="/c/metrics",
-        events_log_group="/c/events",
-        identity_mode=identity_mode,
-    )
+    settings = settings_for(identity_mode)
     config = yaml.safe_load(collector_config_yaml(settings))
     assert violations_of("collector-metrics-have-no-per-user-dimensions", [resource(TASK, "t", in_task(config))]) == []
 
