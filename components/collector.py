@@ -365,6 +365,10 @@ class Collector(pulumi.ComponentResource):
             )
             for kind, group_name in self.log_group_names.items()
         }
+        # The names as outputs of the log groups, so a subscription waits for its log group to exist.
+        self.telemetry_log_groups: dict[str, pulumi.Output[str]] = {
+            kind: log_groups[kind].name for kind in ("metrics", "events")
+        }
 
         # Security groups: clients -> load balancer (443, 80) -> tasks (collector ports only) -----------
         lb_security_group = aws.ec2.SecurityGroup(

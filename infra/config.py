@@ -281,6 +281,9 @@ class AnalyticsConfig(_Section):
     expiration_days: int | None = Field(730, ge=1)
     results_expiration_days: int = Field(7, ge=1, le=365)
     bytes_scanned_cutoff_mb: int = Field(10240, ge=10, le=10_000_000, description="Athena per-query scan limit")
+    log_retention_days: RetentionDays = 30
+
+    _retention = field_validator("log_retention_days")(_check_retention)
 
     @model_validator(mode="after")
     def _lifecycle_in_order(self) -> AnalyticsConfig:
@@ -452,6 +455,15 @@ class StackConfig(_Section):
     analytics: AnalyticsConfig = AnalyticsConfig()
     quota: QuotaConfig = QuotaConfig()
     bearer_token_ingest: BearerTokenIngestConfig = BearerTokenIngestConfig()
+
+    @model_validator(mode="after")
+    def _analytics_reads_the_collector(self) -> StackConfig:
+        if self.analytics.enabled and not self.collector.enabled:
+            raise ValueError(
+                "analytics.enabled needs collector.enabled: analytics reads the collector's metrics and events "
+                "log groups"
+            )
+        return self
 
 
 # Keys in the project namespace that hold one object each, and the scalar keys declared in Pulumi.yaml.

@@ -8,16 +8,24 @@ from __future__ import annotations
 
 import pulumi
 
+from components.analytics import Analytics, AnalyticsArgs
+from components.analytics_queries import QuerySettings, quota_policies
 from components.bearer_token_ingest import BearerTokenIngest, BearerTokenIngestArgs, IngestTeam
 from components.collector import Collector, CollectorArgs, IdentityArgs, NetworkArgs
 from components.collector_config import IdentityClaimNames
 from components.operations import Operations, OperationsArgs
-from infra.config import SECTION_KEYS, BearerTokenIngestConfig, CollectorConfig, StackConfig
+from infra.config import (
+    SECTION_KEYS,
+    AnalyticsConfig,
+    BearerTokenIngestConfig,
+    CollectorConfig,
+    QuotaConfig,
+    StackConfig,
+)
 
 # Sections whose component this version of the program does not deploy yet, with the issue that adds it.
 PENDING_COMPONENTS = {
     "dashboard": 4,
-    "analytics": 5,
     "quota": 6,
 }
 
@@ -47,6 +55,7 @@ def compose(settings: StackConfig, stack: str) -> dict[str, pulumi.Input[object]
         "operationsTopicArn": operations.topic_arn,
         "enabledComponents": enabled,
     }
+    collector: Collector | None = None
     if settings.collector.enabled:
         collector = Collector(
             f"{prefix}-collector",
@@ -59,6 +68,29 @@ def compose(settings: StackConfig, stack: str) -> dict[str, pulumi.Input[object]
                 "collectorLogGroups": collector.log_group_names,
                 "managedSettingsParameter": collector.managed_settings_parameter,
                 "managedSettings": collector.managed_settings,
+            }
+        )
+    if settings.analytics.enabled:
+        if collector is None:  # StackConfig refuses this; other callers get told
+            raise ValueError("analytics needs the collector: it reads the collector's log groups")
+        analytics = Analytics(
+            f"{prefix}-analytics",
+            analytics_args(
+                settings.analytics,
+                settings.quota,
+                settings.region,
+                collector.telemetry_log_groups,
+                operations.topic_arn,
+            ),
+        )
+        outputs.update(
+            {
+                "analyticsLakeBucket": analytics.lake_bucket,
+                "analyticsResultsBucket": analytics.results_bucket,
+                "analyticsDatabase": analytics.database_name,
+                "analyticsWorkgroup": analytics.workgroup_name,
+                "analyticsNamedQueries": analytics.named_query_names,
+                "analyticsAnalystPolicyArn": analytics.analyst_policy_arn,
             }
         )
     if settings.bearer_token_ingest.enabled:
@@ -78,6 +110,32 @@ def compose(settings: StackConfig, stack: str) -> dict[str, pulumi.Input[object]
             }
         )
     return outputs
+
+
+def analytics_args(
+    section: AnalyticsConfig,
+    quota: QuotaConfig,
+    region: str,
+    log_groups: dict[str, pulumi.Output[str]],
+    alarm_topic_arn: pulumi.Input[str],
+) -> AnalyticsArgs:
+    """The Analytics arguments from the `analytics` section; the quota section gives the quota query its limits
+    and time zone."""
+    return AnalyticsArgs(
+        **section.model_dump(exclude={"enabled"}),
+        metrics_log_group=log_groups["metrics"],
+        events_log_group=log_groups["events"],
+        region=region,
+        alarm_topic_arn=alarm_topic_arn,
+        queries=QuerySettings(
+            time_zone=quota.time_zone,
+            quota_policies=quota_policies(
+                quota.default.model_dump(),
+                [group.model_dump() for group in quota.groups],
+                [user.model_dump() for user in quota.users],
+            ),
+        ),
+    )
 
 
 def bearer_token_ingest_args(

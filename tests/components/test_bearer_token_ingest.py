@@ -186,12 +186,13 @@ def test_watcher_policy_without_a_topic_key_grants_no_kms() -> None:
 
 def test_the_package_holds_the_function_and_the_shared_code_only() -> None:
     files = package_files("credential_expiry")
+    shared = {f"lambda_src/common/{path.name}" for path in (PROJECT_ROOT / "lambda_src/common").glob("*.py")}
+    assert {"lambda_src/common/logs.py", "lambda_src/common/pricing.py"} <= shared
     assert set(files) == {
         "lambda_src/__init__.py",
         "lambda_src/credential_expiry/__init__.py",
         "lambda_src/credential_expiry/handler.py",
-        "lambda_src/common/__init__.py",
-        "lambda_src/common/logs.py",
+        *shared,
     }
     with pytest.raises(ValueError, match=r"lambda_src/nothing/handler\.py does not exist"):
         package_files("nothing")

@@ -9,7 +9,8 @@ from offline.preview import PreviewResult
 
 
 def by_type(result: PreviewResult, token: str) -> list[dict]:
-    return [r.inputs() for r in result.run.registrations if r.type == token]
+    """The Operations component's own resources of this type."""
+    return [r.inputs() for r in result.run.registrations if r.type == token and "index:Operations$" in r.urn]
 
 
 def test_key_policy_lets_cloudwatch_use_the_key_for_this_account_only() -> None:
