@@ -88,10 +88,16 @@ def _file_name(text: str) -> str:
 
 
 def _pretty(text: str) -> tuple[str, str]:
-    """Return (content, extension) for a rendered document: JSON re-indented, YAML or plain text as is."""
+    """Return (content, extension) for a rendered document: JSON re-indented; JSON lines, YAML or text as is."""
     try:
         return json.dumps(json.loads(text), indent=2) + "\n", "json"
     except (json.JSONDecodeError, TypeError):
+        pass
+    lines = text.splitlines()
+    try:
+        if len(lines) > 1 and all(isinstance(json.loads(line), dict) for line in lines):
+            return text, "jsonl"
+    except json.JSONDecodeError:
         pass
     try:
         if isinstance(yaml.safe_load(text), dict):
@@ -125,7 +131,7 @@ def write_artifacts(out: Path, registrations: Sequence[Registration]) -> list[Pa
                 written.append(path)
             continue
         elif registration.type in ("aws:s3/bucketObjectv2:BucketObjectv2", "aws:s3/bucketObject:BucketObject"):
-            document, stem = inputs.get("content"), f"s3-{inputs.get('key', registration.name)}"
+            document, stem = inputs.get("content"), f"s3-{str(inputs.get('key', registration.name)).rsplit('.', 1)[0]}"
         if not isinstance(document, str) or document == "[secret]":
             continue
         content, extension = _pretty(document)
