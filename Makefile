@@ -53,6 +53,7 @@ test: lint typecheck workflows pytest
 
 bench: setup
 	$(RUN) python -m benchmarks.collector_series --write-readme
+	$(RUN) python -m benchmarks.analytics_transform --write-readme
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

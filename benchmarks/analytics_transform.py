@@ -1,0 +1,178 @@
+"""Benchmark: the analytics Firehose transform, records and rows per second on one core, rows out against data
+points in.
+
+A synthetic fleet exports Claude Code's metrics every minute and its events as it works, for a quarter of an
+hour that crosses an hour boundary (so some batches are split and put back, as in production). Log events are
+packed into CloudWatch Logs subscription batches of 100 and Firehose invocations of 0.2 MB, the transform's
+buffer. Put-back records go through the transform again, as Firehose would send them. Run:
+`make bench` (`--write-readme` updates the README section between the analytics-transform markers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import io
+import random
+import re
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from lambda_src.analytics_transform.handler import Settings, transform
+from tests.telemetry import (
+    EVENTS_LOG_GROUP,
+    METRICS_LOG_GROUP,
+    Developer,
+    api_request,
+    claude_event,
+    emf_event,
+    firehose_event,
+    logs_batch,
+)
+
+USERS = 2_000
+MINUTES = 15
+START = datetime(2026, 12, 31, 23, 52, tzinfo=UTC)
+BATCH_EVENTS = 100
+INVOCATION_BYTES = 200_000
+README = Path(__file__).resolve().parents[1] / "README.md"
+MARKERS = ("<!-- analytics-transform:start -->", "<!-- analytics-transform:end -->")
+SONNET = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+
+
+def fleet(users: int, minutes: int, seed: int = 11) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+    """(metric log events, event log events, data points) of the fleet's quarter hour."""
+    rng = random.Random(seed)  # noqa: S311 - a reproducible synthetic fleet
+    metric_events: list[dict[str, Any]] = []
+    claude_events: list[dict[str, Any]] = []
+    points = 0
+    for user in range(users):
+        who = Developer(
+            f"dev{user}@example.com",
+            f"u-{user}",
+            f"acc-{user}",
+            f"dept-{user % 8}",
+            f"team-{user % 40}",
+            f"CC-{user % 12}",
+            f"s-{user}",
+        )
+        for minute in range(minutes):
+            at = START + timedelta(minutes=minute, seconds=rng.randrange(60))
+            for token_type in ("input", "output", "cacheRead", "cacheCreation"):
+                metric_events.append(
+                    emf_event(
+                        at, who, {"claude_code.token.usage": rng.randrange(1, 50_000)}, model=SONNET, type=token_type
+                    )
+                )
+            metric_events.append(emf_event(at, who, {"claude_code.cost.usage": rng.random()}, model=SONNET))
+            metric_events.append(
+                emf_event(at, who, {"claude_code.active_time.total": 40, "claude_code.commit.count": 1})
+            )
+            points += 7
+            claude_events.append(api_request(at, who, SONNET, (1000, 200, 30_000, 500), 0.02))
+            claude_events.append(
+                claude_event(at, who, "tool_result", tool_name="Bash", success="true", duration_ms="90")
+            )
+    by_time = sorted(metric_events, key=lambda event: event["timestamp"])
+    return by_time, sorted(claude_events, key=lambda event: event["timestamp"]), points + len(claude_events)
+
+
+def invocations(log_group: str, log_events: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Firehose invocations of about INVOCATION_BYTES of gzip batches, as the 0.2 MB buffer hands them over."""
+    payloads: list[bytes] = []
+    size = 0
+    for start in range(0, len(log_events), BATCH_EVENTS):
+        batch = logs_batch(log_group, log_events[start : start + BATCH_EVENTS])
+        payloads.append(batch)
+        size += len(batch)
+        if size >= INVOCATION_BYTES:
+            yield firehose_event(payloads)
+            payloads, size = [], 0
+    if payloads:
+        yield firehose_event(payloads)
+
+
+def measure(users: int = USERS, minutes: int = MINUTES) -> dict[str, Any]:
+    metric_events, claude_events, points = fleet(users, minutes)
+    pending = [*invocations(METRICS_LOG_GROUP, metric_events), *invocations(EVENTS_LOG_GROUP, claude_events)]
+    settings = Settings({METRICS_LOG_GROUP: "metrics", EVENTS_LOG_GROUP: "events"})
+    records = rows = put_back = failed = calls = 0
+    cpu = 0.0
+    while pending:
+        event = pending.pop()
+        stream: list[bytes] = []
+
+        def put(batch: list[bytes], kept: list[bytes] = stream) -> list[bool]:
+            kept.extend(batch)
+            return [True] * len(batch)
+
+        started = time.process_time()
+        with contextlib.redirect_stdout(io.StringIO()):  # the function's own JSON logs
+            response = transform(event, settings, put)
+        cpu += time.process_time() - started
+        calls += 1
+        records += len(event["records"])
+        for record in response["records"]:
+            if record["result"] == "Ok":
+                rows += base64.b64decode(record["data"]).count(b"\n")
+            failed += record["result"] == "ProcessingFailed"
+        if stream:
+            put_back += len(stream)
+            pending.append(firehose_event(stream))
+    return {
+        "users": users,
+        "minutes": minutes,
+        "log_events": len(metric_events) + len(claude_events),
+        "points": points,
+        "records": records,
+        "invocations": calls,
+        "put_back": put_back,
+        "rows": rows,
+        "failed": failed,
+        "cpu_seconds": cpu,
+    }
+
+
+def table(result: dict[str, Any]) -> str:
+    seconds = result["cpu_seconds"]
+    lines = [
+        "| Fleet | Log events | Data points and events in | Rows out | Firehose records | Put back | "
+        "Log events/s (1 core) | Rows/s (1 core) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {result['users']:,} users, {result['minutes']} min across midnight | {result['log_events']:,} "
+        f"| {result['points']:,} | {result['rows']:,} | {result['records']:,} | {result['put_back']:,} "
+        f"| {result['log_events'] / seconds:,.0f} | {result['rows'] / seconds:,.0f} |",
+    ]
+    return "\n".join(lines)
+
+
+def write_readme(text: str) -> None:
+    readme = README.read_text()
+    start, end = MARKERS
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
+    if not pattern.search(readme):
+        raise SystemExit(f"{README} has no {start} ... {end} section to update")
+    README.write_text(pattern.sub(lambda _: f"{start}\n{text}\n{end}", readme))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write-readme", action="store_true", help="update the README's analytics-transform table")
+    parser.add_argument("--users", type=int, default=USERS)
+    args = parser.parse_args()
+    result = measure(args.users)
+    if result["rows"] != result["points"] or result["failed"]:
+        raise SystemExit(f"rows out {result['rows']:,} != data points in {result['points']:,}: {result}")
+    text = table(result)
+    print(text)
+    print(f"{result['invocations']} transform invocations, {result['cpu_seconds']:.2f} s of CPU")
+    if args.write_readme:
+        write_readme(text)
+
+
+if __name__ == "__main__":
+    main()
