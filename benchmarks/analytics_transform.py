@@ -15,13 +15,12 @@ import base64
 import contextlib
 import io
 import random
-import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
+from benchmarks.readme import write_section
 from lambda_src.analytics_transform.handler import Settings, transform
 from tests.telemetry import (
     EVENTS_LOG_GROUP,
@@ -39,8 +38,6 @@ MINUTES = 15
 START = datetime(2026, 12, 31, 23, 52, tzinfo=UTC)
 BATCH_EVENTS = 100
 INVOCATION_BYTES = 200_000
-README = Path(__file__).resolve().parents[1] / "README.md"
-MARKERS = ("<!-- analytics-transform:start -->", "<!-- analytics-transform:end -->")
 SONNET = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 
 
@@ -150,15 +147,6 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_readme(text: str) -> None:
-    readme = README.read_text()
-    start, end = MARKERS
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
-    if not pattern.search(readme):
-        raise SystemExit(f"{README} has no {start} ... {end} section to update")
-    README.write_text(pattern.sub(lambda _: f"{start}\n{text}\n{end}", readme))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write-readme", action="store_true", help="update the README's analytics-transform table")
@@ -171,7 +159,7 @@ def main() -> None:
     print(text)
     print(f"{result['invocations']} transform invocations, {result['cpu_seconds']:.2f} s of CPU")
     if args.write_readme:
-        write_readme(text)
+        write_section("analytics-transform", text)
 
 
 if __name__ == "__main__":

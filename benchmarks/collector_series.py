@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import argparse
 import random
-import re
 import time
-from pathlib import Path
 from typing import Any
 
+from benchmarks.readme import write_section
 from components.collector_config import CollectorPipelineSettings, exported_series, render_collector_config
 
 FLEETS = (100, 1_000, 10_000)
@@ -25,8 +24,6 @@ DECISIONS = ("accept", "reject")
 LANGUAGES = ("Python", "TypeScript", "Go", "Java", "Markdown", "unknown")
 DEPARTMENTS, TEAMS, COST_CENTERS = 8, 40, 12
 PRICE_PER_METRIC_MONTH = 0.30  # USD, CloudWatch custom metrics, first 10,000 series
-README = Path(__file__).resolve().parents[1] / "README.md"
-MARKERS = ("<!-- collector-series:start -->", "<!-- collector-series:end -->")
 
 
 def fleet_day(users: int, seed: int = 7) -> list[tuple[str, dict[str, str]]]:
@@ -116,15 +113,6 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_readme(text: str) -> None:
-    readme = README.read_text()
-    start, end = MARKERS
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
-    if not pattern.search(readme):
-        raise SystemExit(f"{README} has no {start} ... {end} section to update")
-    README.write_text(pattern.sub(lambda _: f"{start}\n{text}\n{end}", readme))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write-readme", action="store_true", help="update the README's collector-series table")
@@ -135,7 +123,7 @@ def main() -> None:
     for row in rows:
         print(f"{row['users']:>6} users: {row['points']:,} points modelled in {row['seconds']:.2f} s")
     if args.write_readme:
-        write_readme(text)
+        write_section("collector-series", text)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import pulumi_aws as aws
 from components.analytics_queries import QuerySettings, named_queries
 from components.iam import service_trust_policy
 from components.lambda_code import function_code, handler_name
+from components.s3 import deny_insecure_transport, make_private
 from lambda_src.common.lake_schema import PARTITION_KEYS, PARTITIONED_TABLES, TABLES, Column
 from lambda_src.common.pricing import price_rows
 
@@ -124,19 +125,7 @@ def lake_lifecycle_rules(args: AnalyticsArgs) -> list[dict[str, Any]]:
 
 
 def tls_only_bucket_policy(bucket_arn: str) -> dict[str, Any]:
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "DenyInsecureTransport",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:*",
-                "Resource": [bucket_arn, f"{bucket_arn}/*"],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            }
-        ],
-    }
+    return {"Version": "2012-10-17", "Statement": [deny_insecure_transport(bucket_arn)]}
 
 
 def glue_columns(columns: Sequence[Column]) -> list[Any]:
@@ -637,18 +626,7 @@ class Analytics(pulumi.ComponentResource):
         """A private, KMS-encrypted, TLS-only bucket with the given lifecycle."""
         child = pulumi.ResourceOptions(parent=self)
         bucket = aws.s3.Bucket(name, bucket_prefix=f"{name}-"[:37], tags=dict(tags), opts=child)
-        public_access = aws.s3.BucketPublicAccessBlock(
-            name,
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=child,
-        )
-        aws.s3.BucketOwnershipControls(
-            name, bucket=bucket.id, rule={"object_ownership": "BucketOwnerEnforced"}, opts=child
-        )
+        public_access = make_private(name, bucket, child)
         aws.s3.BucketServerSideEncryptionConfiguration(
             name,
             bucket=bucket.id,

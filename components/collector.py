@@ -30,6 +30,7 @@ from components.collector_config import (
     collector_config_yaml,
 )
 from components.iam import service_trust_policy
+from components.s3 import deny_insecure_transport, make_private
 
 COMPONENT_TYPE = "claude-code-monitoring:index:Collector"
 
@@ -320,14 +321,7 @@ def access_log_bucket_policy(bucket_arn: str, account_id: str, elb_account_arn: 
                 "Action": "s3:PutObject",
                 "Resource": objects,
             },
-            {
-                "Sid": "DenyInsecureTransport",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:*",
-                "Resource": [bucket_arn, f"{bucket_arn}/*"],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            },
+            deny_insecure_transport(bucket_arn),
         ],
     }
 
@@ -674,18 +668,7 @@ class Collector(pulumi.ComponentResource):
         self, name: str, account_id: str, opts: pulumi.ResourceOptions
     ) -> tuple[aws.s3.Bucket, aws.s3.BucketPolicy]:
         bucket = aws.s3.Bucket(f"{name}-access-logs", bucket_prefix=f"{name}-lb-logs-"[:37], opts=opts)
-        aws.s3.BucketPublicAccessBlock(
-            f"{name}-access-logs",
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=opts,
-        )
-        aws.s3.BucketOwnershipControls(
-            f"{name}-access-logs", bucket=bucket.id, rule={"object_ownership": "BucketOwnerEnforced"}, opts=opts
-        )
+        make_private(f"{name}-access-logs", bucket, opts)
         # Load balancer access logs support SSE-S3 only.
         aws.s3.BucketServerSideEncryptionConfiguration(
             f"{name}-access-logs",
