@@ -328,6 +328,14 @@ def chunk_records(rows: Iterable[Row]) -> Iterator[tuple[Partition, bytes]]:
             yield partition, b"".join(chunk)
 
 
+def quarantine_reason(error: Exception) -> str:
+    if isinstance(error, MalformedLogEventError):
+        return str(error)
+    if isinstance(error, json.JSONDecodeError):
+        return "message is not JSON"
+    return f"unexpected {type(error).__name__} while reading the log event"
+
+
 def quarantine_record(log_group: str, log_event: Mapping[str, Any], reason: str) -> bytes:
     return json.dumps({QUARANTINE_KEY: dict(log_event), "log_group": log_group, "reason": reason}).encode() + b"\n"
 
@@ -367,8 +375,8 @@ def decide_log_batch(record_id: str, payload: bytes, settings: Settings, arrival
                 rows.extend(metric_rows(log_event))
             else:
                 rows.extend(event_rows(log_event, arrival_milliseconds))
-        except (MalformedLogEventError, ValueError) as error:
-            reason = str(error) if isinstance(error, MalformedLogEventError) else "message is not JSON"
+        except Exception as error:  # noqa: BLE001  one bad log event must never fail the rest of its batch
+            reason = quarantine_reason(error)
             quarantine.append(quarantine_record(batch["logGroup"], log_event, reason))
             log(
                 "WARN",

@@ -229,6 +229,22 @@ def test_a_malformed_log_event_is_quarantined_and_the_rest_of_its_batch_goes_on(
     assert sum(len(rows_of(r)) for r in ok) == 2 and len(failed) == 1  # the bad event goes to the error prefix
 
 
+def test_an_unexpected_error_in_one_log_event_quarantines_only_that_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = transform_module.metric_rows
+
+    def fails_on_commits(log_event: dict[str, Any]) -> list[Any]:
+        if "claude_code.commit.count" in log_event["message"]:
+            raise TypeError("a bug")
+        return real(log_event)
+
+    monkeypatch.setattr(transform_module, "metric_rows", fails_on_commits)
+    stream = RecordingStream()
+    (record,) = run([logs_batch(METRICS_LOG_GROUP, token_events(NOON))], stream)
+    rows, quarantine = stream.records
+    assert record["result"] == "Dropped" and len(rows.splitlines()) == 4
+    assert json.loads(quarantine)["reason"] == "unexpected TypeError while reading the log event"
+
+
 @pytest.mark.parametrize(
     "payload",
     [
