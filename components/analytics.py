@@ -22,13 +22,12 @@ import pulumi_aws as aws
 
 from components.analytics_queries import QuerySettings, named_queries
 from components.iam import service_trust_policy
-from components.lambda_code import function_code, handler_name
+from components.lambda_code import python_function
 from components.s3 import deny_insecure_transport, make_private
 from lambda_src.common.lake_schema import PARTITION_KEYS, PARTITIONED_TABLES, TABLES, Column
 from lambda_src.common.pricing import price_rows
 
 TRANSFORM_FUNCTION = "analytics_transform"
-LAMBDA_RUNTIME = "python3.12"
 PROJECTION_START = "2025-01-01"  # Claude Code telemetry starts in 2025; the range has no end year (NOW)
 ATHENA_ENGINE = "Athena engine version 3"
 ATHENA_READABLE_CLASSES = ("STANDARD_IA", "GLACIER_IR")  # Glacier Flexible Retrieval / Deep Archive are not
@@ -410,38 +409,19 @@ class Analytics(pulumi.ComponentResource):
         )
 
         # Transform ------------------------------------------------------------------------------------
-        function_name = f"{name}-transform"
-        transform_logs = aws.cloudwatch.LogGroup(
+        transform_function = python_function(
             f"{name}-transform",
-            name=f"/aws/lambda/{function_name}",
-            retention_in_days=args.log_retention_days,
-            tags=tags,
-            opts=child,
-        )
-        transform_role = aws.iam.Role(
-            f"{name}-transform",
-            assume_role_policy=account.apply(lambda a: json.dumps(service_trust_policy("lambda.amazonaws.com", a))),
-            tags=tags,
-            opts=child,
-        )
-        transform = aws.lambda_.Function(
-            f"{name}-transform",
-            name=function_name,
+            folder=TRANSFORM_FUNCTION,
             description="Firehose transform: CloudWatch Logs batches to lake rows partitioned by event time",
-            runtime=LAMBDA_RUNTIME,
-            architectures=["arm64"],
-            handler=handler_name(TRANSFORM_FUNCTION),
-            code=function_code(TRANSFORM_FUNCTION),
-            role=transform_role.arn,
+            environment={"METRICS_LOG_GROUP": args.metrics_log_group, "EVENTS_LOG_GROUP": args.events_log_group},
+            account_id=account,
+            parent=self,
             timeout=120,
             memory_size=512,
-            environment={
-                "variables": {"METRICS_LOG_GROUP": args.metrics_log_group, "EVENTS_LOG_GROUP": args.events_log_group}
-            },
-            logging_config={"log_format": "Text", "log_group": transform_logs.name},
+            log_retention_days=args.log_retention_days,
             tags=tags,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[transform_logs]),
         )
+        transform = transform_function.function
 
         # Firehose -------------------------------------------------------------------------------------
         delivery_logs = aws.cloudwatch.LogGroup(
@@ -524,8 +504,8 @@ class Analytics(pulumi.ComponentResource):
         stream_arns = pulumi.Output.all(*[stream.arn for stream in streams.values()])
         aws.iam.RolePolicy(
             f"{name}-transform",
-            role=transform_role.id,
-            policy=pulumi.Output.all(stream_arns, transform_logs.arn).apply(
+            role=transform_function.role.id,
+            policy=pulumi.Output.all(stream_arns, transform_function.log_group.arn).apply(
                 lambda v: json.dumps(transform_policy(v[0], v[1]))
             ),
             opts=child,

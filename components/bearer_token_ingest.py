@@ -20,8 +20,7 @@ import pulumi_aws as aws
 
 from components.claude_settings import direct_ingest_managed_settings
 from components.collector_config import COST_CENTER, DEPARTMENT, TEAM
-from components.iam import service_trust_policy
-from components.lambda_code import function_code, handler_name
+from components.lambda_code import python_function
 
 CLOUDWATCH_SERVICE = "cloudwatch.amazonaws.com"
 CLOUDWATCH_API_KEY_POLICY_ARN = "arn:aws:iam::aws:policy/CloudWatchAPIKeyAccess"
@@ -30,7 +29,6 @@ MAX_CREDENTIAL_AGE_DAYS = 90  # the policy pack's default maximumCredentialAgeDa
 CREDENTIAL_SLOTS = ("a", "b")
 EXPIRY_FUNCTION = "credential_expiry"
 PREVIOUS_KEY_STAGE = "PREVIOUS_KEY"
-LAMBDA_RUNTIME = "python3.12"
 EXPIRY_SCHEDULE = "cron(0 7 * * ? *)"  # daily, 07:00 UTC
 
 
@@ -275,58 +273,38 @@ class BearerTokenIngest(pulumi.ComponentResource):
         else:
             self.guardrail_policy_arn = None
 
-        function_name = f"{name}-key-expiry"
-        log_group = aws.cloudwatch.LogGroup(
-            f"{name}-key-expiry", name=f"/aws/lambda/{function_name}", retention_in_days=90, tags=tags, opts=child
-        )
-        role = aws.iam.Role(
+        expiry = python_function(
             f"{name}-key-expiry",
-            assume_role_policy=identity.account_id.apply(
-                lambda account: json.dumps(service_trust_policy("lambda.amazonaws.com", account))
-            ),
+            folder=EXPIRY_FUNCTION,
+            description="Daily: days to expiry of the Claude Code ingest keys per team, and a warning before expiry",
+            environment={
+                "INGEST_USERS": pulumi.Output.all(*[user.name for user in users.values()]).apply(
+                    lambda names: json.dumps(dict(zip(names, users, strict=True)))
+                ),
+                "METRIC_NAMESPACE": args.metrics_namespace,
+                "TOPIC_ARN": args.alarm_topic_arn,
+                "WARNING_DAYS": str(args.expiry_warning_days),
+                "STACK": pulumi.get_stack(),
+            },
+            account_id=identity.account_id,
+            parent=self,
             tags=tags,
-            opts=child,
         )
+        watcher = expiry.function
         aws.iam.RolePolicy(
             f"{name}-key-expiry",
-            role=role.id,
+            role=expiry.role.id,
             policy=pulumi.Output.all(
                 pulumi.Output.all(*[user.arn for user in users.values()]),
                 args.alarm_topic_arn,
                 args.alarm_topic_key_arn,
-                log_group.arn,
+                expiry.log_group.arn,
             ).apply(
                 lambda values: json.dumps(
                     watcher_policy(values[0], args.metrics_namespace, values[1], values[2], values[3])
                 )
             ),
             opts=child,
-        )
-        watcher = aws.lambda_.Function(
-            f"{name}-key-expiry",
-            name=function_name,
-            description="Daily: days to expiry of the Claude Code ingest keys per team, and a warning before expiry",
-            runtime=LAMBDA_RUNTIME,
-            architectures=["arm64"],
-            handler=handler_name(EXPIRY_FUNCTION),
-            code=function_code(EXPIRY_FUNCTION),
-            role=role.arn,
-            timeout=60,
-            memory_size=256,
-            environment={
-                "variables": {
-                    "INGEST_USERS": pulumi.Output.all(*[user.name for user in users.values()]).apply(
-                        lambda names: json.dumps(dict(zip(names, users, strict=True)))
-                    ),
-                    "METRIC_NAMESPACE": args.metrics_namespace,
-                    "TOPIC_ARN": args.alarm_topic_arn,
-                    "WARNING_DAYS": str(args.expiry_warning_days),
-                    "STACK": pulumi.get_stack(),
-                }
-            },
-            logging_config={"log_format": "Text", "log_group": log_group.name},
-            tags=tags,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group]),
         )
         schedule = aws.cloudwatch.EventRule(
             f"{name}-key-expiry",

@@ -1,13 +1,21 @@
-"""The deployment package of one function in lambda_src/: its folder and the shared code, nothing else."""
+"""Lambda functions from lambda_src/: the deployment package (the function's folder and the shared code,
+nothing else) and the function itself with its role and log group."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import pulumi
+import pulumi_aws as aws
+
+from components.iam import service_trust_policy
 
 LAMBDA_SRC = Path(__file__).resolve().parent.parent / "lambda_src"
 SHARED_PACKAGES = ("common",)
+LAMBDA_RUNTIME = "python3.12"
 
 
 def package_files(function: str) -> dict[str, Path]:
@@ -28,3 +36,62 @@ def function_code(function: str) -> pulumi.AssetArchive:
 
 def handler_name(function: str) -> str:
     return f"lambda_src.{function}.handler.handler"
+
+
+@dataclass(frozen=True)
+class PythonFunction:
+    """A function from lambda_src/ with its own role and log group; the caller grants the role what it needs."""
+
+    function: aws.lambda_.Function
+    role: aws.iam.Role
+    log_group: aws.cloudwatch.LogGroup
+
+
+def python_function(
+    resource_name: str,
+    *,
+    folder: str,
+    description: str,
+    environment: Mapping[str, pulumi.Input[str]],
+    account_id: pulumi.Input[str],
+    parent: pulumi.Resource,
+    timeout: int = 60,
+    memory_size: int = 256,
+    log_retention_days: int = 90,
+    tags: Mapping[str, str] | None = None,
+) -> PythonFunction:
+    """Declare `lambda_src/<folder>` as a function named `resource_name` (arm64, LAMBDA_RUNTIME), writing to its
+    own log group with a retention, under a role that only Lambda in this account may assume."""
+    child = pulumi.ResourceOptions(parent=parent)
+    log_group = aws.cloudwatch.LogGroup(
+        resource_name,
+        name=f"/aws/lambda/{resource_name}",
+        retention_in_days=log_retention_days,
+        tags=dict(tags or {}),
+        opts=child,
+    )
+    role = aws.iam.Role(
+        resource_name,
+        assume_role_policy=pulumi.Output.from_input(account_id).apply(
+            lambda account: json.dumps(service_trust_policy("lambda.amazonaws.com", account))
+        ),
+        tags=dict(tags or {}),
+        opts=child,
+    )
+    function = aws.lambda_.Function(
+        resource_name,
+        name=resource_name,
+        description=description,
+        runtime=LAMBDA_RUNTIME,
+        architectures=["arm64"],
+        handler=handler_name(folder),
+        code=function_code(folder),
+        role=role.arn,
+        timeout=timeout,
+        memory_size=memory_size,
+        environment={"variables": dict(environment)},
+        logging_config={"log_format": "Text", "log_group": log_group.name},
+        tags=dict(tags or {}),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[log_group]),
+    )
+    return PythonFunction(function, role, log_group)
