@@ -12,7 +12,7 @@ Rules every query follows:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 UNATTRIBUTED_USER = "(unattributed)"
@@ -487,18 +487,3 @@ ORDER BY users DESC, 1
         ),
     }
     return {name: NamedQuery(query.description, query.sql.strip() + "\n") for name, query in queries.items()}
-
-
-def quota_policies(
-    default: Mapping[str, float | None], groups: Sequence[Mapping[str, object]], users: Sequence[Mapping[str, object]]
-) -> list[QuotaPolicy]:
-    """QuotaPolicy rows from the quota section's default, groups and users (snake_case limit names)."""
-    limit_names = ("daily_tokens", "monthly_tokens", "daily_usd", "monthly_usd")
-
-    def limits(source: Mapping[str, object]) -> dict[str, float | None]:
-        return {name: (None if source.get(name) is None else float(source[name])) for name in limit_names}  # type: ignore[arg-type]
-
-    policies = [QuotaPolicy("default", "", **limits(default))]
-    policies += [QuotaPolicy(str(g["group_type"]), str(g["name"]), **limits(g)) for g in groups]
-    policies += [QuotaPolicy("user", str(u["email"]), **limits(u)) for u in users]
-    return policies

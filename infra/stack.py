@@ -9,7 +9,7 @@ from __future__ import annotations
 import pulumi
 
 from components.analytics import Analytics, AnalyticsArgs
-from components.analytics_queries import QuerySettings, quota_policies
+from components.analytics_queries import QuerySettings, QuotaPolicy
 from components.bearer_token_ingest import BearerTokenIngest, BearerTokenIngestArgs, IngestTeam
 from components.collector import Collector, CollectorArgs, IdentityArgs, NetworkArgs
 from components.collector_config import IdentityClaimNames
@@ -129,13 +129,18 @@ def analytics_args(
         alarm_topic_arn=alarm_topic_arn,
         queries=QuerySettings(
             time_zone=quota.time_zone,
-            quota_policies=quota_policies(
-                quota.default.model_dump(),
-                [group.model_dump() for group in quota.groups],
-                [user.model_dump() for user in quota.users],
-            ),
+            quota_policies=quota_policy_rows(quota),
         ),
     )
+
+
+def quota_policy_rows(quota: QuotaConfig) -> list[QuotaPolicy]:
+    """The quota section's default, group and user policies, for the quota tracking query."""
+    return [
+        QuotaPolicy("default", **quota.default.model_dump()),
+        *[QuotaPolicy(g.group_type, g.name, **g.model_dump(exclude={"group_type", "name"})) for g in quota.groups],
+        *[QuotaPolicy("user", u.email, **u.model_dump(exclude={"email"})) for u in quota.users],
+    ]
 
 
 def bearer_token_ingest_args(

@@ -47,6 +47,7 @@ PUT_BATCH_BYTES = 4_000_000  # PutRecordBatch takes at most 4 MiB
 PUT_ATTEMPTS = 3
 QUARANTINE_KEY = "quarantined_log_event"
 EMF_FORMAT_FIELDS = ("_aws", "Version")
+INTEGER_BITS = {"int": 32, "bigint": 64}
 
 
 class MalformedLogEventError(ValueError):
@@ -95,8 +96,7 @@ def _reject_constant(name: str) -> float:
 
 def parse_json(text: str | bytes) -> Any:
     """json.loads that refuses NaN and Infinity (a lake row must hold real numbers)."""
-    value = json.loads(text, parse_constant=_reject_constant)
-    return value
+    return json.loads(text, parse_constant=_reject_constant)
 
 
 def iso_time(milliseconds: float) -> str:
@@ -161,10 +161,10 @@ def coerce(value: Any, column_type: str) -> Any:
         return None
     if column_type == "double":
         return number
-    if column_type in ("bigint", "int"):
-        if isinstance(value, int):
-            return value
-        return int(number) if number.is_integer() else None
+    if column_type in INTEGER_BITS:
+        whole = value if isinstance(value, int) else int(number) if number.is_integer() else None
+        limit = 2 ** (INTEGER_BITS[column_type] - 1)
+        return whole if whole is not None and -limit <= whole < limit else None  # else Parquet conversion fails
     return None
 
 

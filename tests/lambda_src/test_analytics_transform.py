@@ -314,6 +314,8 @@ def test_records_beyond_the_response_budget_are_put_back(monkeypatch: pytest.Mon
         ("12", "bigint", 12),
         ("12.0", "bigint", 12),
         ("12.5", "bigint", None),
+        (2**31, "int", None),
+        (2**31, "bigint", 2**31),
         (True, "bigint", None),
         ("nan", "double", None),
         ("TRUE", "boolean", True),
