@@ -18,8 +18,8 @@ import sqlglot
 from sqlglot import exp
 
 from components.analytics_queries import NamedQuery, QuerySettings, QuotaPolicy, named_queries
-from lambda_src.analytics_transform.handler import Row, event_rows, metric_rows
 from lambda_src.common.lake_schema import PARTITIONED_TABLES, TABLES, Column
+from lambda_src.common.log_records import Row, event_rows, metric_rows
 from lambda_src.common.pricing import price_rows
 from tests.telemetry import Developer, api_request, claude_event, emf_event
 

@@ -16,10 +16,10 @@ from lambda_src.analytics_transform.handler import (
     MAX_RECORD_BYTES,
     QUARANTINE_KEY,
     Settings,
-    coerce,
     transform,
 )
 from lambda_src.common.lake_schema import EVENTS_COLUMNS, METRICS_COLUMNS
+from lambda_src.common.log_records import coerce
 from tests.telemetry import (
     EVENTS_LOG_GROUP,
     METRICS_LOG_GROUP,

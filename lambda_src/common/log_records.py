@@ -1,0 +1,274 @@
+"""Claude Code log events as typed records: what the collector wrote to CloudWatch Logs, read once, the same way,
+by the Firehose transform (lake rows) and the dashboard aggregator (rollups).
+
+`metric_rows` turns one EMF log event into one row per data point; `event_rows` one Claude Code event into one
+row. Rows carry the lake's columns (lake_schema): documented attributes typed, every other attribute kept in a
+map, the user attributed by `user_key`, the model normalised to its priced version, the time in UTC.
+A log event that cannot become rows raises MalformedLogEventError (or a JSON error) with a reason that is safe
+to log.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from lambda_src.common.lake_schema import EVENTS_COLUMNS, METRICS_COLUMNS, Column
+from lambda_src.common.pricing import model_version
+from lambda_src.common.telemetry import user_key
+
+Partition = tuple[str, str]  # (dt, hour)
+
+EMF_FORMAT_FIELDS = ("_aws", "Version")
+INTEGER_BITS = {"int": 32, "bigint": 64}
+
+
+class MalformedLogEventError(ValueError):
+    """One log event that cannot become a row; the reason is safe to log (no event content)."""
+
+
+class UnreadableBatchError(ValueError):
+    """A CloudWatch Logs delivery that is not gzip-compressed JSON."""
+
+
+@dataclass(frozen=True)
+class Row:
+    partition: Partition
+    values: dict[str, Any]
+
+    def encoded(self) -> bytes:
+        return (json.dumps(self.values, separators=(",", ":"), allow_nan=False) + "\n").encode()
+
+
+# Values ---------------------------------------------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> float:
+    raise MalformedLogEventError(f"non-finite number {name}")
+
+
+def parse_json(text: str | bytes) -> Any:
+    """json.loads that refuses NaN and Infinity (a lake row must hold real numbers)."""
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def iso_time(milliseconds: float) -> str:
+    moment = datetime.fromtimestamp(milliseconds / 1000, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_time(text: Any) -> float | None:
+    """ISO 8601 text -> epoch milliseconds, or None when it is not a time."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp() * 1000
+
+
+def partition_of(event_time: str) -> Partition:
+    return event_time[:10], event_time[11:13]
+
+
+def as_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def coerce(value: Any, column_type: str) -> Any:
+    """The value in the column's type, or None when it does not fit (the caller keeps the raw text)."""
+    if value is None:
+        return None
+    if column_type == "string":
+        return as_text(value)
+    if column_type == "boolean":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        return None
+    number: float
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    if not math.isfinite(number):
+        return None
+    if column_type == "double":
+        return number
+    if column_type in INTEGER_BITS:
+        whole = value if isinstance(value, int) else int(number) if number.is_integer() else None
+        limit = 2 ** (INTEGER_BITS[column_type] - 1)
+        return whole if whole is not None and -limit <= whole < limit else None  # else Parquet conversion fails
+    return None
+
+
+def fill_columns(columns: Sequence[Column], sources: Sequence[dict[str, Any]], row: dict[str, Any]) -> None:
+    """Set each attribute column from the first source that has the attribute; consumed attributes leave their
+    source, a value that does not fit its column stays there as text."""
+    for column in columns:
+        if column.attribute is None:
+            continue
+        for source in sources:
+            if column.attribute in source:
+                raw = source[column.attribute]
+                value = coerce(raw, column.type)
+                row[column.name] = value
+                if value is not None or raw is None:
+                    del source[column.attribute]
+                else:
+                    source[column.attribute] = as_text(raw)
+                break
+
+
+def identity_columns(row: dict[str, Any]) -> None:
+    key, source = user_key(
+        {
+            "user.email": row.get("user_email"),
+            "user.id": row.get("user_id"),
+            "user.account_uuid": row.get("user_account_uuid"),
+        }
+    )
+    row["user_key"], row["user_key_source"] = key, source
+    row["model_version"] = model_version(row.get("model"))
+
+
+def text_map(values: Mapping[str, Any]) -> dict[str, str]:
+    return {key: text for key, value in values.items() if (text := as_text(value)) is not None}
+
+
+def empty_row(columns: Sequence[Column]) -> dict[str, Any]:
+    return {column.name: None for column in columns}
+
+
+# Log events -> rows ---------------------------------------------------------------------------------------
+
+
+def metric_rows(log_event: Mapping[str, Any]) -> list[Row]:
+    """Every data point of one EMF log event, as metrics rows."""
+    document = parse_json(log_event["message"])
+    if not isinstance(document, dict):
+        raise MalformedLogEventError("an EMF log event must be a JSON object")
+    emf: dict[str, Any] = document["_aws"] if isinstance(document.get("_aws"), dict) else {}
+    units: dict[str, str | None] = {}
+    for directive in emf.get("CloudWatchMetrics") or []:
+        for metric in (directive or {}).get("Metrics") or []:
+            if isinstance(metric, dict) and isinstance(metric.get("Name"), str):
+                units[metric["Name"]] = metric.get("Unit")
+    values: dict[str, float] = {}
+    attributes: dict[str, Any] = {}
+    for name, value in document.items():
+        if name in EMF_FORMAT_FIELDS:
+            continue
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            values[name] = float(value)
+        elif isinstance(value, dict) and isinstance(value.get("Sum"), int | float):
+            values[name] = float(value["Sum"])  # a summary: its sum is the total of the interval
+        else:
+            attributes[name] = value
+    missing = sorted(name for name in units if name not in values)
+    if missing:
+        raise MalformedLogEventError(f"declared metric without a numeric value: {', '.join(missing)}")
+    if not values:
+        raise MalformedLogEventError("no metric value in the log event")
+    if any(not math.isfinite(value) for value in values.values()):
+        raise MalformedLogEventError("non-finite metric value")
+    timestamp = emf.get("Timestamp")
+    milliseconds = timestamp if isinstance(timestamp, int | float) and timestamp > 0 else log_event.get("timestamp")
+    event_time = checked_time(milliseconds)
+    base = empty_row(METRICS_COLUMNS)
+    remaining = dict(attributes)
+    fill_columns(METRICS_COLUMNS, [remaining], base)
+    identity_columns(base)
+    base["attributes"] = text_map(remaining)
+    base["event_time"] = event_time
+    base["log_event_id"] = log_event.get("id")
+    rows = []
+    for position, (metric, value) in enumerate(sorted(values.items())):
+        row = dict(base, metric_name=metric, value=value, unit=units.get(metric))
+        row["row_id"] = f"{log_event.get('id')}:{position}"
+        rows.append(Row(partition_of(event_time), row))
+    return rows
+
+
+def event_rows(log_event: Mapping[str, Any], arrival_milliseconds: float) -> list[Row]:
+    """One Claude Code event (an OpenTelemetry log record), as an events row."""
+    document = parse_json(log_event["message"])
+    if not isinstance(document, dict):
+        raise MalformedLogEventError("an event log record must be a JSON object")
+    attributes = document.get("attributes") or {}
+    resource = document.get("resource") or {}
+    if not isinstance(attributes, dict) or not isinstance(resource, dict):
+        raise MalformedLogEventError("attributes and resource must be JSON objects")
+    if not attributes and "body" not in document:
+        raise MalformedLogEventError("neither attributes nor body: not an OpenTelemetry log record")
+    attributes, resource = dict(attributes), dict(resource)
+    body = as_text(document.get("body"))
+    name = as_text(attributes.pop("event.name", None))
+    if name is None and body and body.startswith("claude_code."):
+        name = body.removeprefix("claude_code.")
+    when = parse_time(attributes.get("event.timestamp"))
+    if when is not None:
+        del attributes["event.timestamp"]
+    else:
+        logged = log_event.get("timestamp")
+        when = logged if isinstance(logged, int | float) and logged > 0 else arrival_milliseconds
+    event_time = checked_time(when)
+    row = empty_row(EVENTS_COLUMNS)
+    fill_columns(EVENTS_COLUMNS, [attributes, resource], row)
+    identity_columns(row)
+    row.update(
+        event_time=event_time,
+        event_name=name,
+        body=body,
+        severity_text=as_text(document.get("severity_text")),
+        attributes=text_map(attributes),
+        resource_attributes=text_map(resource),
+        log_event_id=log_event.get("id"),
+        row_id=f"{log_event.get('id')}:0",
+    )
+    return [Row(partition_of(event_time), row)]
+
+
+def checked_time(milliseconds: Any) -> str:
+    if not isinstance(milliseconds, int | float) or isinstance(milliseconds, bool) or not math.isfinite(milliseconds):
+        raise MalformedLogEventError("no usable timestamp")
+    try:
+        text = iso_time(milliseconds)
+    except (OverflowError, OSError, ValueError):
+        raise MalformedLogEventError("timestamp out of range") from None
+    if not text[:4].isdigit() or text < "2000":
+        raise MalformedLogEventError("timestamp before 2000")
+    return text
+
+
+def read_logs_batch(payload: bytes) -> Any:
+    """The JSON document of a CloudWatch Logs subscription delivery (gzip-compressed)."""
+    try:
+        return parse_json(gzip.decompress(payload))
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError, ValueError):
+        raise UnreadableBatchError("not a readable CloudWatch Logs batch (gzip/JSON)") from None
