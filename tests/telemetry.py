@@ -153,6 +153,11 @@ def control_message(log_group: str) -> bytes:
     return gzip.compress(json.dumps(message).encode())
 
 
+def subscription_event(payload: bytes) -> dict[str, Any]:
+    """How CloudWatch Logs invokes a Lambda subscription: the gzip batch, base64-encoded, under awslogs.data."""
+    return {"awslogs": {"data": base64.b64encode(payload).decode()}}
+
+
 def firehose_event(payloads: Sequence[bytes], stream: str = "ccm-test-analytics-metrics") -> dict[str, Any]:
     return {
         "invocationId": "invocation-1",

@@ -1,0 +1,168 @@
+"""The dashboard's DynamoDB rollup table: its keys and attributes, shared by the aggregator (writes), the widget
+function (reads) and the quota monitor.
+
+Every item type has partition keys of its own, keyed by what a widget reads, so no read returns another type
+and no partition takes every write. Days and months are calendar periods in the stack's reporting time zone;
+5-minute buckets are named by their UTC start.
+
+| item                               | pk                         | sk                              |
+|------------------------------------|----------------------------|---------------------------------|
+| usage of one user on one day       | USER#<user>                | DAY#<yyyy-mm-dd>                |
+| usage of one user in one month     | USER#<user>                | MONTH#<yyyy-mm>                 |
+| top users of a day or month        | TOP#<yyyy-mm-dd or yyyy-mm> | RANK                           |
+| distinct active users per bucket   | ACTIVE#<yyyy-mm-dd>        | <bucket start, UTC ISO>         |
+| distinct active users per day      | ACTIVE#<yyyy-mm-dd>        | DAY                             |
+| 5-minute totals of one metric      | TOTAL#<metric>#<yyyy-mm-dd> | <bucket>#<type>#<model>        |
+| day totals by model                | DAY#<yyyy-mm>              | <yyyy-mm-dd>#<model version>    |
+| day totals per team, department... | GROUP#<yyyy-mm-dd>         | <dimension>#<value>             |
+| day totals of the events           | EVENTS#<yyyy-mm-dd>        | <event>#<model/tool/...>        |
+| data quality of a day              | QUALITY#<yyyy-mm-dd>       | <aspect>#<value>                |
+| batches already applied            | LEDGER#<batch id>          | <chunk number>                  |
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from lambda_src.common.pricing import TOKEN_TYPES
+
+PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE = "pk", "sk", "expires_at"
+BUCKET_SECONDS = 300
+TOP_USERS_KEPT = 25
+NO_VALUE = "-"
+
+# Usage counters of a user, a group, a day: one attribute each.
+TOKEN_ATTRIBUTES = {token_type: f"tokens_{token_type}" for token_type in TOKEN_TYPES}
+USAGE_COUNTERS = (
+    "tokens",
+    *TOKEN_ATTRIBUTES.values(),
+    "cost_usd",
+    "unpriced_tokens",
+    "client_cost_usd",
+    "sessions",
+    "lines_added",
+    "lines_removed",
+    "commits",
+    "pull_requests",
+    "active_seconds",
+    "edits_accepted",
+    "edits_rejected",
+)
+GROUP_DIMENSIONS = {"department": "department", "team": "team_id", "cost_center": "cost_center"}
+"""Group dimension -> the record column that carries it."""
+
+LATENCY_BOUNDS_MS = (500, 1000, 2000, 5000, 10_000, 20_000, 30_000, 60_000, 120_000)
+"""Upper bounds of the API latency histogram bins; one more bin holds everything slower."""
+
+
+def latency_bin(duration_ms: float) -> str:
+    for bound in LATENCY_BOUNDS_MS:
+        if duration_ms <= bound:
+            return f"latency_le_{bound}"
+    return "latency_gt_max"
+
+
+def latency_bins() -> list[tuple[str, float]]:
+    """(attribute, upper bound) in order; the last bin's bound is infinite."""
+    return [(f"latency_le_{bound}", float(bound)) for bound in LATENCY_BOUNDS_MS] + [("latency_gt_max", float("inf"))]
+
+
+# Periods -------------------------------------------------------------------------------------------------
+
+
+def local_day(epoch_seconds: float, zone: ZoneInfo) -> str:
+    return datetime.fromtimestamp(epoch_seconds, zone).strftime("%Y-%m-%d")
+
+
+def month_of(day: str) -> str:
+    return day[:7]
+
+
+def bucket_start(epoch_seconds: float) -> int:
+    return int(epoch_seconds // BUCKET_SECONDS * BUCKET_SECONDS)
+
+
+def bucket_name(bucket: int) -> str:
+    return datetime.fromtimestamp(bucket, UTC).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def day_end_epoch(day: str, zone: ZoneInfo) -> int:
+    start = datetime.fromisoformat(day).replace(tzinfo=zone)
+    return int((start + timedelta(days=1)).timestamp())
+
+
+def month_end_epoch(month: str, zone: ZoneInfo) -> int:
+    year, number = int(month[:4]), int(month[5:7])
+    following = date(year + number // 12, number % 12 + 1, 1)
+    return int(datetime(following.year, following.month, 1, tzinfo=zone).timestamp())
+
+
+def days_between(first: str, last: str) -> list[str]:
+    start, end = date.fromisoformat(first), date.fromisoformat(last)
+    return [(start + timedelta(days=offset)).isoformat() for offset in range((end - start).days + 1)]
+
+
+# Keys ----------------------------------------------------------------------------------------------------
+
+
+def user_pk(user: str) -> str:
+    return f"USER#{user}"
+
+
+def user_day_sk(day: str) -> str:
+    return f"DAY#{day}"
+
+
+def user_month_sk(month: str) -> str:
+    return f"MONTH#{month}"
+
+
+def top_pk(period: str) -> str:
+    return f"TOP#{period}"
+
+
+TOP_SK = "RANK"
+
+
+def active_pk(day: str) -> str:
+    return f"ACTIVE#{day}"
+
+
+ACTIVE_DAY_SK = "DAY"
+
+
+def total_pk(metric: str, day: str) -> str:
+    return f"TOTAL#{metric}#{day}"
+
+
+def total_sk(bucket: int, token_type: str | None, model: str | None) -> str:
+    return f"{bucket_name(bucket)}#{token_type or NO_VALUE}#{model or NO_VALUE}"
+
+
+def day_pk(month: str) -> str:
+    return f"DAY#{month}"
+
+
+def day_sk(day: str, model: str | None) -> str:
+    return f"{day}#{model or NO_VALUE}"
+
+
+def group_pk(day: str) -> str:
+    return f"GROUP#{day}"
+
+
+def group_sk(dimension: str, value: str) -> str:
+    return f"{dimension}#{value}"
+
+
+def events_pk(day: str) -> str:
+    return f"EVENTS#{day}"
+
+
+def quality_pk(day: str) -> str:
+    return f"QUALITY#{day}"
+
+
+def ledger_pk(batch_id: str) -> str:
+    return f"LEDGER#{batch_id}"

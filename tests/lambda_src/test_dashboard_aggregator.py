@@ -1,0 +1,400 @@
+"""The dashboard aggregator against DynamoDB and SQS in moto: exact rollups, idempotent retries, late and malformed
+input, users without email."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from lambda_src.common import rollups as keys
+from lambda_src.dashboard_aggregator.handler import RollupStore, Settings, aggregate, send_to_queue
+from tests.telemetry import (
+    EVENTS_LOG_GROUP,
+    METRICS_LOG_GROUP,
+    Developer,
+    api_request,
+    claude_event,
+    control_message,
+    emf_event,
+    log_event,
+    logs_batch,
+    subscription_event,
+)
+
+SONNET = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+SONNET_VERSION = "claude-sonnet-4-5-20250929"
+NOON = datetime(2026, 11, 23, 12, 1, tzinfo=UTC)
+DAY = "2026-11-23"
+ADA = Developer()
+BOB = Developer(email=None, user_id="u-bob", account_uuid="acc-bob", team="data", session="s-2")
+CAROL = Developer(email=None, user_id=None, account_uuid="acc-carol", department="sales", team="field", session="s-3")
+
+
+def create_table(dynamodb: Any, name: str) -> None:
+    dynamodb.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": keys.PARTITION_KEY, "AttributeType": "S"},
+            {"AttributeName": keys.SORT_KEY, "AttributeType": "S"},
+        ],
+        KeySchema=[
+            {"AttributeName": keys.PARTITION_KEY, "KeyType": "HASH"},
+            {"AttributeName": keys.SORT_KEY, "KeyType": "RANGE"},
+        ],
+    )
+
+
+class Deployed:
+    """The aggregator wired to a fresh table and queue in moto."""
+
+    def __init__(self, aws_client: Callable[[str], Any], name: str, time_zone: str = "UTC") -> None:
+        self.dynamodb = aws_client("dynamodb")
+        self.sqs = aws_client("sqs")
+        create_table(self.dynamodb, name)
+        self.queue_url = self.sqs.create_queue(QueueName=f"{name}-failed")["QueueUrl"]
+        self.table = name
+        self.settings = Settings(
+            table_name=name,
+            log_groups={METRICS_LOG_GROUP: "metrics", EVENTS_LOG_GROUP: "events"},
+            failed_queue_url=self.queue_url,
+            time_zone=ZoneInfo(time_zone),
+            ttl_days=90,
+        )
+        self.store = RollupStore(self.dynamodb, name, pause=lambda _: None)
+
+    def deliver(self, payload: bytes | dict[str, Any]) -> dict[str, Any]:
+        event = payload if isinstance(payload, dict) else subscription_event(payload)
+        return aggregate(
+            event, self.settings, self.store, lambda messages: send_to_queue(self.sqs, self.queue_url, messages)
+        )
+
+    def item(self, pk: str, sk: str) -> dict[str, Any]:
+        found = self.dynamodb.get_item(TableName=self.table, Key={"pk": {"S": pk}, "sk": {"S": sk}}).get("Item")
+        assert found is not None, f"no item {pk} / {sk}"
+        return {name: plain(value) for name, value in found.items()}
+
+    def items(self) -> dict[tuple[str, str], dict[str, Any]]:
+        scanned: dict[tuple[str, str], dict[str, Any]] = {}
+        for page in self.dynamodb.get_paginator("scan").paginate(TableName=self.table):
+            for item in page["Items"]:
+                scanned[(item["pk"]["S"], item["sk"]["S"])] = {name: plain(value) for name, value in item.items()}
+        return scanned
+
+    def queued(self) -> list[dict[str, Any]]:
+        messages = []
+        while True:
+            received = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            if not received:
+                return messages
+            messages.extend(json.loads(message["Body"]) for message in received)
+
+
+def plain(value: dict[str, Any]) -> Any:
+    kind, content = next(iter(value.items()))
+    if kind == "N":
+        return Decimal(content)
+    if kind == "NS":
+        return sorted(int(v) for v in content)
+    return content
+
+
+@pytest.fixture
+def deployed(aws_client: Callable[[str], Any], request: pytest.FixtureRequest) -> Iterator[Deployed]:
+    yield Deployed(aws_client, f"rollups-{request.node.name[:40].replace('[', '-').replace(']', '')}")
+
+
+def usage(at: datetime, developer: Developer, scale: int = 1) -> list[dict[str, Any]]:
+    """A minute of work: tokens of every type, a session, lines, a commit, active time, edit decisions."""
+    return [
+        emf_event(at, developer, {"claude_code.token.usage": 1000 * scale}, model=SONNET, type="input"),
+        emf_event(at, developer, {"claude_code.token.usage": 200 * scale}, model=SONNET, type="output"),
+        emf_event(at, developer, {"claude_code.token.usage": 10_000 * scale}, model=SONNET, type="cacheRead"),
+        emf_event(at, developer, {"claude_code.token.usage": 400 * scale}, model=SONNET, type="cacheCreation"),
+        emf_event(at, developer, {"claude_code.cost.usage": 0.05 * scale}, model=SONNET),
+        emf_event(at, developer, {"claude_code.session.count": 1}),
+        emf_event(at, developer, {"claude_code.lines_of_code.count": 30 * scale}, type="added"),
+        emf_event(at, developer, {"claude_code.lines_of_code.count": 5 * scale}, type="removed"),
+        emf_event(at, developer, {"claude_code.commit.count": 1, "claude_code.pull_request.count": 1}),
+        emf_event(at, developer, {"claude_code.active_time.total": 42.5}),
+        emf_event(at, developer, {"claude_code.code_edit_tool.decision": 3}, tool="Edit", decision="accept"),
+        emf_event(at, developer, {"claude_code.code_edit_tool.decision": 1}, tool="Write", decision="reject"),
+    ]
+
+
+# Sonnet 4.5: input 3, output 15, cache read 0.3, cache write 3.75 USD per million tokens.
+MINUTE_COST = Decimal("0.003") + Decimal("0.003") + Decimal("0.003") + Decimal("0.0015")
+
+
+def test_a_known_batch_gives_exact_rollups_for_every_item_type(deployed: Deployed) -> None:
+    result = deployed.deliver(logs_batch(METRICS_LOG_GROUP, usage(NOON, ADA) + usage(NOON, BOB, scale=2)))
+
+    assert result["data_points"] == 26 and result["quarantined"] == 0 and result["users"] == 2
+    ada = deployed.item("USER#ada@example.com", f"DAY#{DAY}")
+    assert ada["tokens"] == 11_600
+    assert (ada["tokens_input"], ada["tokens_output"], ada["tokens_cacheRead"], ada["tokens_cacheCreation"]) == (
+        1000,
+        200,
+        10_000,
+        400,
+    )
+    assert ada["cost_usd"] == MINUTE_COST
+    assert ada["client_cost_usd"] == Decimal("0.05")
+    assert (ada["sessions"], ada["lines_added"], ada["lines_removed"], ada["commits"], ada["pull_requests"]) == (
+        1,
+        30,
+        5,
+        1,
+        1,
+    )
+    assert (ada["active_seconds"], ada["edits_accepted"], ada["edits_rejected"]) == (Decimal("42.5"), 3, 1)
+    assert (ada["source"], ada["team"], ada["department"]) == ("user.email", "platform", "engineering")
+    assert ada["buckets"] == [int(NOON.replace(minute=0).timestamp())]
+    month = deployed.item("USER#ada@example.com", "MONTH#2026-11")
+    assert month["tokens"] == 11_600 and month["cost_usd"] == MINUTE_COST
+
+    bob = deployed.item("USER#u-bob", f"DAY#{DAY}")
+    assert bob["source"] == "user.id" and bob["tokens"] == 23_200 and bob["cost_usd"] == 2 * MINUTE_COST
+
+    assert deployed.item(f"ACTIVE#{DAY}", "2026-11-23T12:00Z")["users"] == 2
+    assert deployed.item(f"ACTIVE#{DAY}", "DAY")["users"] == 2
+    platform = deployed.item(f"GROUP#{DAY}", "team#platform")
+    assert (platform["tokens"], platform["users"], platform["commits"]) == (11_600, 1, 1)
+    engineering = deployed.item(f"GROUP#{DAY}", "department#engineering")
+    assert (engineering["tokens"], engineering["users"]) == (34_800, 2)
+
+    cache_reads = deployed.item(f"TOTAL#token.usage#{DAY}", f"2026-11-23T12:00Z#cacheRead#{SONNET_VERSION}")
+    assert cache_reads["value"] == 30_000 and cache_reads["cost_usd"] == Decimal("0.009") and cache_reads["points"] == 2
+    by_model = deployed.item("DAY#2026-11", f"{DAY}#{SONNET_VERSION}")
+    assert by_model["cost_usd"] == 3 * MINUTE_COST and by_model["client_cost_usd"] == Decimal("0.15")
+    no_model = deployed.item("DAY#2026-11", f"{DAY}#-")
+    assert no_model["sessions"] == 2 and no_model["lines_added"] == 90
+
+    assert deployed.item(f"QUALITY#{DAY}", "source#user.email")["points"] == 13
+    assert deployed.item(f"QUALITY#{DAY}", "source#user.id")["tokens"] == 23_200
+    assert deployed.item(f"QUALITY#{DAY}", "version#2.0.14")["points"] == 26
+
+    top = json.loads(deployed.item(f"TOP#{DAY}", "RANK")["entries"])
+    assert [(entry["user"], entry["tokens"]) for entry in top] == [("ada@example.com", 11_600), ("u-bob", 23_200)]
+    assert json.loads(deployed.item("TOP#2026-11", "RANK")["entries"])[1]["cost_usd"] == float(2 * MINUTE_COST)
+
+
+def test_every_item_expires_after_its_period_plus_the_ttl(deployed: Deployed) -> None:
+    deployed.deliver(logs_batch(METRICS_LOG_GROUP, usage(NOON, ADA)))
+    day_end = int(datetime(2026, 11, 24, tzinfo=UTC).timestamp()) + 90 * 86400
+    month_end = int(datetime(2026, 12, 1, tzinfo=UTC).timestamp()) + 90 * 86400
+    for (pk, sk), item in deployed.items().items():
+        if pk.startswith("LEDGER#"):
+            assert item["expires_at"] > datetime.now(UTC).timestamp()
+        elif sk.startswith("MONTH#") or pk.startswith(("DAY#", "TOP#2026-11")) and len(pk) == len("TOP#2026-11"):
+            assert item["expires_at"] == month_end, (pk, sk)
+        else:
+            assert item["expires_at"] == day_end, (pk, sk)
+
+
+def test_the_same_delivery_twice_adds_nothing(deployed: Deployed) -> None:
+    payload = logs_batch(METRICS_LOG_GROUP, usage(NOON, ADA) + usage(NOON, BOB))
+    deployed.deliver(payload)
+    before, written = deployed.items(), deployed.store.items_written
+
+    again = deployed.deliver(payload)
+
+    assert deployed.items() == before
+    assert deployed.store.items_written == written
+    assert again["chunks_already_applied"] == again["chunks"]
+
+
+def test_a_delivery_that_failed_half_way_writes_only_what_is_missing_on_retry(
+    deployed: Deployed, aws_client: Callable[[str], Any]
+) -> None:
+    developers = [Developer(email=f"dev{i:03d}@example.com", team=f"team-{i % 7}") for i in range(40)]
+    payload = logs_batch(METRICS_LOG_GROUP, [event for dev in developers for event in usage(NOON, dev)[:2]])
+    reference = Deployed(aws_client, "rollups-reference")
+    reference.deliver(payload)
+
+    class FailingSecondTransaction:
+        def __init__(self, client: Any) -> None:
+            self.client, self.calls = client, 0
+            self.exceptions = client.exceptions
+
+        def transact_write_items(self, **request: Any) -> Any:
+            self.calls += 1
+            if self.calls == 2:
+                raise ConnectionError("the network went away")
+            return self.client.transact_write_items(**request)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.client, name)
+
+    failing = RollupStore(FailingSecondTransaction(deployed.dynamodb), deployed.table, pause=lambda _: None)
+    with pytest.raises(ConnectionError):
+        aggregate(subscription_event(payload), deployed.settings, failing, lambda _: None)
+    retried = deployed.deliver(payload)
+
+    assert retried["chunks"] > 2 and retried["chunks_already_applied"] == 1
+    strip = {pk_sk: item for pk_sk, item in deployed.items().items() if not pk_sk[0].startswith("LEDGER#")}
+    expected = {pk_sk: item for pk_sk, item in reference.items().items() if not pk_sk[0].startswith("LEDGER#")}
+    assert {k: {n: v for n, v in i.items() if n != "v"} for k, i in strip.items()} == {
+        k: {n: v for n, v in i.items() if n != "v"} for k, i in expected.items()
+    }
+    assert deployed.item(f"ACTIVE#{DAY}", "DAY")["users"] == 40
+
+
+def test_distinct_users_are_counted_once_per_bucket_and_day_across_deliveries(deployed: Deployed) -> None:
+    deployed.deliver(logs_batch(METRICS_LOG_GROUP, usage(NOON, ADA)[:1]))
+    deployed.deliver(logs_batch(METRICS_LOG_GROUP, usage(NOON + timedelta(minutes=2), ADA)[:1]))
+    deployed.deliver(logs_batch(METRICS_LOG_GROUP, usage(NOON + timedelta(minutes=10), ADA)[:1]))
+    deployed.deliver(logs_batch(METRICS_LOG_GROUP, usage(NOON + timedelta(minutes=10), BOB)[:1]))
+
+    assert deployed.item(f"ACTIVE#{DAY}", "2026-11-23T12:00Z")["users"] == 1
+    assert deployed.item(f"ACTIVE#{DAY}", "2026-11-23T12:10Z")["users"] == 2
+    assert deployed.item(f"ACTIVE#{DAY}", "DAY")["users"] == 2
+    assert deployed.item(f"GROUP#{DAY}", "team#platform")["users"] == 1
+    assert deployed.item("USER#ada@example.com", f"DAY#{DAY}")["tokens"] == 3000
+
+
+def test_a_late_event_lands_in_the_bucket_and_day_of_its_own_time(deployed: Deployed) -> None:
+    three_days_ago = NOON - timedelta(days=3, minutes=1)
+    deployed.deliver(logs_batch(METRICS_LOG_GROUP, usage(NOON, ADA)[:1] + usage(three_days_ago, ADA)[:1]))
+
+    assert deployed.item("USER#ada@example.com", "DAY#2026-11-20")["tokens"] == 1000
+    assert deployed.item("USER#ada@example.com", f"DAY#{DAY}")["tokens"] == 1000
+    assert deployed.item("ACTIVE#2026-11-20", "2026-11-20T12:00Z")["users"] == 1
+    assert deployed.item("USER#ada@example.com", "MONTH#2026-11")["tokens"] == 2000
+    assert deployed.item(f"TOTAL#token.usage#2026-11-20", f"2026-11-20T12:00Z#input#{SONNET_VERSION}")["value"] == 1000
+
+
+def test_days_and_months_follow_the_reporting_time_zone(aws_client: Callable[[str], Any]) -> None:
+    berlin = Deployed(aws_client, "rollups-berlin", time_zone="Europe/Berlin")
+    new_year_in_berlin = datetime(2026, 12, 31, 23, 30, tzinfo=UTC)
+    berlin.deliver(logs_batch(METRICS_LOG_GROUP, usage(new_year_in_berlin, ADA)[:1]))
+
+    assert berlin.item("USER#ada@example.com", "MONTH#2027-01")["tokens"] == 1000
+    assert berlin.item("ACTIVE#2027-01-01", "2026-12-31T23:30Z")["users"] == 1
+
+
+def test_users_without_email_are_attributed_by_user_id_then_account_uuid(deployed: Deployed) -> None:
+    nobody = Developer(email=None, user_id=None, account_uuid=None, session="s-x")
+    deployed.deliver(
+        logs_batch(METRICS_LOG_GROUP, usage(NOON, CAROL)[:1] + usage(NOON, BOB)[:1] + usage(NOON, nobody)[:1])
+    )
+
+    assert deployed.item("USER#acc-carol", f"DAY#{DAY}")["source"] == "user.account_uuid"
+    assert deployed.item("USER#u-bob", f"DAY#{DAY}")["source"] == "user.id"
+    assert deployed.item(f"QUALITY#{DAY}", "source#none")["tokens"] == 1000
+    assert deployed.item("DAY#2026-11", f"{DAY}#{SONNET_VERSION}")["tokens"] == 3000  # unattributed still counts
+    assert deployed.item(f"ACTIVE#{DAY}", "DAY")["users"] == 2
+
+
+def test_malformed_log_events_are_counted_and_queued_and_the_good_ones_kept(deployed: Deployed) -> None:
+    good = usage(NOON, ADA)[:2]
+    bad = [
+        log_event(NOON, "{not json"),
+        log_event(NOON, '{"claude_code.token.usage": NaN, "type": "input"}'),
+        log_event(NOON, '{"claude_code.token.usage": Infinity}'),
+        log_event(NOON, json.dumps({"_aws": {"Timestamp": 1, "CloudWatchMetrics": [{"Metrics": [{"Name": "x"}]}]}})),
+    ]
+    unknown_metric = emf_event(NOON, ADA, {"claude_code.brand_new.count": 7})
+    no_attributes = log_event(
+        NOON, json.dumps({"claude_code.token.usage": 50, "_aws": {"Timestamp": 1_795_000_000_000}})
+    )
+    result = deployed.deliver(logs_batch(METRICS_LOG_GROUP, [*good, *bad, unknown_metric, no_attributes]))
+
+    assert result["quarantined"] == 4
+    assert deployed.item("USER#ada@example.com", f"DAY#{DAY}")["tokens"] == 1200
+    assert deployed.item(f"QUALITY#{DAY}", "malformed#metrics")["log_events"] == 4
+    assert deployed.item(f"QUALITY#{DAY}", "unknown_metric#claude_code.brand_new.count")["points"] == 1
+    unattributed_day = keys.local_day(1_795_000_000, ZoneInfo("UTC"))
+    assert deployed.item(f"QUALITY#{unattributed_day}", "source#none")["tokens"] == 50
+    assert deployed.item(f"DAY#{unattributed_day[:7]}", f"{unattributed_day}#-")["unpriced_tokens"] == 50
+    queued = deployed.queued()
+    assert sorted(message["reason"] for message in queued) == [
+        "declared metric without a numeric value: x",
+        "message is not JSON",
+        "non-finite number Infinity",
+        "non-finite number NaN",
+    ]
+    assert all(message["log_group"] == METRICS_LOG_GROUP and message["log_event"]["id"] for message in queued)
+
+
+def test_an_unreadable_delivery_is_queued_whole_and_counted(deployed: Deployed) -> None:
+    truncated = logs_batch(METRICS_LOG_GROUP, usage(NOON, ADA))[:-20]
+    assert deployed.deliver(truncated)["status"] == "unreadable"
+    assert deployed.deliver({"not": "a subscription event"})["status"] == "unreadable"
+
+    queued = deployed.queued()
+    assert [message["reason"] for message in queued] == [
+        "not a readable CloudWatch Logs batch (gzip/JSON)",
+        "not a CloudWatch Logs subscription event (awslogs.data)",
+    ]
+    today = keys.local_day(datetime.now(UTC).timestamp(), ZoneInfo("UTC"))
+    assert deployed.item(f"QUALITY#{today}", "malformed#delivery")["deliveries"] == 1
+
+
+def test_control_messages_write_nothing(deployed: Deployed) -> None:
+    assert deployed.deliver(control_message(METRICS_LOG_GROUP))["status"] == "control message"
+    assert deployed.items() == {}
+
+
+def test_a_log_group_it_does_not_read_is_quarantined_not_counted(deployed: Deployed) -> None:
+    result = deployed.deliver(logs_batch("/somebody/else", usage(NOON, ADA)[:1]))
+    assert result["quarantined"] == 1 and result["data_points"] == 0
+    assert "is not one the aggregator reads" in deployed.queued()[0]["reason"]
+
+
+def test_events_become_day_totals_by_model_status_and_tool(deployed: Deployed) -> None:
+    events = [
+        api_request(NOON, ADA, SONNET, (10, 20, 30, 40), 0.01),
+        api_request(NOON, BOB, SONNET, (10, 20, 30, 40), 0.01),
+        claude_event(NOON, ADA, "api_error", model=SONNET, status_code="429", error="rate limited", duration_ms="90"),
+        claude_event(NOON, ADA, "tool_result", tool_name="Bash", success="true", duration_ms="12"),
+        claude_event(NOON, ADA, "tool_result", tool_name="Bash", success="false", duration_ms="40"),
+        claude_event(NOON, ADA, "tool_decision", tool_name="Edit", decision="accept", source="config"),
+        claude_event(NOON, ADA, "user_prompt", prompt_length="120"),
+    ]
+    result = deployed.deliver(logs_batch(EVENTS_LOG_GROUP, events))
+
+    assert result["events"] == 7
+    requests = deployed.item(f"EVENTS#{DAY}", f"api_request#{SONNET_VERSION}")
+    assert (requests["requests"], requests["duration_ms"], requests["latency_le_2000"]) == (2, 2400, 2)
+    assert deployed.item(f"EVENTS#{DAY}", f"api_error#{SONNET_VERSION}#429")["errors"] == 1
+    bash = deployed.item(f"EVENTS#{DAY}", "tool_result#Bash")
+    assert (bash["succeeded"], bash["failed"]) == (1, 1)
+    assert deployed.item(f"EVENTS#{DAY}", "tool_decision#Edit#accept")["decisions"] == 1
+    assert deployed.item(f"EVENTS#{DAY}", "user_prompt")["prompt_length"] == 120
+    assert deployed.item(f"QUALITY#{DAY}", "source#user.id")["events"] == 1
+
+
+def test_an_oversized_malformed_event_is_queued_with_its_start_and_its_id(deployed: Deployed) -> None:
+    huge = log_event(NOON, "{" + "x" * 300_000)
+    deployed.deliver(logs_batch(METRICS_LOG_GROUP, [huge]))
+    (message,) = deployed.queued()
+    assert message["truncated"] is True and message["log_event_id"] == huge["id"]
+    assert message["message_start"].startswith("{xxx")
+
+
+def test_the_handler_reads_its_settings_from_the_environment(
+    deployed: Deployed, monkeypatch: pytest.MonkeyPatch, moto_endpoint: str
+) -> None:
+    from lambda_src.dashboard_aggregator import handler as module
+
+    environment = {
+        "TABLE_NAME": deployed.table,
+        "METRICS_LOG_GROUP": METRICS_LOG_GROUP,
+        "EVENTS_LOG_GROUP": EVENTS_LOG_GROUP,
+        "FAILED_QUEUE_URL": deployed.queue_url,
+        "TIME_ZONE": "UTC",
+        "ROLLUP_TTL_DAYS": "90",
+        "AWS_ENDPOINT_URL": moto_endpoint,
+    }
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    result = module.handler(subscription_event(logs_batch(METRICS_LOG_GROUP, usage(NOON, ADA)[:1])), None)
+    assert result["status"] == "ok"
+    assert deployed.item("USER#ada@example.com", f"DAY#{DAY}")["tokens"] == 1000
