@@ -237,7 +237,7 @@ def test_a_delivery_that_failed_half_way_writes_only_what_is_missing_on_retry(
         aggregate(subscription_event(payload), deployed.settings, failing, lambda _: None)
     retried = deployed.deliver(payload)
 
-    assert retried["chunks"] > 2 and retried["chunks_already_applied"] == 1
+    assert retried["chunks"] >= 2 and retried["chunks_already_applied"] == 1
     strip = {pk_sk: item for pk_sk, item in deployed.items().items() if not pk_sk[0].startswith("LEDGER#")}
     expected = {pk_sk: item for pk_sk, item in reference.items().items() if not pk_sk[0].startswith("LEDGER#")}
     assert {k: {n: v for n, v in i.items() if n != "v"} for k, i in strip.items()} == {
