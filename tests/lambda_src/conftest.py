@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
+
+from tests.lambda_src.rollup_table import Deployed
 
 REGION = "eu-west-1"
 
@@ -35,3 +38,9 @@ def aws_client(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Callable[
         return boto3.client(service, region_name=REGION, endpoint_url=moto_endpoint)
 
     return make
+
+
+@pytest.fixture
+def deployed(aws_client: Callable[[str], Any]) -> Deployed:
+    """A fresh rollup table and failed-event queue with the aggregator wired to them."""
+    return Deployed(aws_client, f"rollups-{uuid.uuid4().hex[:12]}")

@@ -4,7 +4,7 @@ input, users without email."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from lambda_src.common import rollups as keys
-from lambda_src.dashboard_aggregator.handler import RollupStore, Settings, aggregate, send_to_queue
+from lambda_src.dashboard_aggregator.handler import RollupStore, aggregate
+from tests.lambda_src.rollup_table import SONNET, SONNET_VERSION, Deployed, usage
 from tests.telemetry import (
     EVENTS_LOG_GROUP,
     METRICS_LOG_GROUP,
@@ -27,105 +28,11 @@ from tests.telemetry import (
     subscription_event,
 )
 
-SONNET = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
-SONNET_VERSION = "claude-sonnet-4-5-20250929"
 NOON = datetime(2026, 11, 23, 12, 1, tzinfo=UTC)
 DAY = "2026-11-23"
 ADA = Developer()
 BOB = Developer(email=None, user_id="u-bob", account_uuid="acc-bob", team="data", session="s-2")
 CAROL = Developer(email=None, user_id=None, account_uuid="acc-carol", department="sales", team="field", session="s-3")
-
-
-def create_table(dynamodb: Any, name: str) -> None:
-    dynamodb.create_table(
-        TableName=name,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": keys.PARTITION_KEY, "AttributeType": "S"},
-            {"AttributeName": keys.SORT_KEY, "AttributeType": "S"},
-        ],
-        KeySchema=[
-            {"AttributeName": keys.PARTITION_KEY, "KeyType": "HASH"},
-            {"AttributeName": keys.SORT_KEY, "KeyType": "RANGE"},
-        ],
-    )
-
-
-class Deployed:
-    """The aggregator wired to a fresh table and queue in moto."""
-
-    def __init__(self, aws_client: Callable[[str], Any], name: str, time_zone: str = "UTC") -> None:
-        self.dynamodb = aws_client("dynamodb")
-        self.sqs = aws_client("sqs")
-        create_table(self.dynamodb, name)
-        self.queue_url = self.sqs.create_queue(QueueName=f"{name}-failed")["QueueUrl"]
-        self.table = name
-        self.settings = Settings(
-            table_name=name,
-            log_groups={METRICS_LOG_GROUP: "metrics", EVENTS_LOG_GROUP: "events"},
-            failed_queue_url=self.queue_url,
-            time_zone=ZoneInfo(time_zone),
-            ttl_days=90,
-        )
-        self.store = RollupStore(self.dynamodb, name, pause=lambda _: None)
-
-    def deliver(self, payload: bytes | dict[str, Any]) -> dict[str, Any]:
-        event = payload if isinstance(payload, dict) else subscription_event(payload)
-        return aggregate(
-            event, self.settings, self.store, lambda messages: send_to_queue(self.sqs, self.queue_url, messages)
-        )
-
-    def item(self, pk: str, sk: str) -> dict[str, Any]:
-        found = self.dynamodb.get_item(TableName=self.table, Key={"pk": {"S": pk}, "sk": {"S": sk}}).get("Item")
-        assert found is not None, f"no item {pk} / {sk}"
-        return {name: plain(value) for name, value in found.items()}
-
-    def items(self) -> dict[tuple[str, str], dict[str, Any]]:
-        scanned: dict[tuple[str, str], dict[str, Any]] = {}
-        for page in self.dynamodb.get_paginator("scan").paginate(TableName=self.table):
-            for item in page["Items"]:
-                scanned[(item["pk"]["S"], item["sk"]["S"])] = {name: plain(value) for name, value in item.items()}
-        return scanned
-
-    def queued(self) -> list[dict[str, Any]]:
-        messages = []
-        while True:
-            received = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
-            if not received:
-                return messages
-            messages.extend(json.loads(message["Body"]) for message in received)
-
-
-def plain(value: dict[str, Any]) -> Any:
-    kind, content = next(iter(value.items()))
-    if kind == "N":
-        return Decimal(content)
-    if kind == "NS":
-        return sorted(int(v) for v in content)
-    return content
-
-
-@pytest.fixture
-def deployed(aws_client: Callable[[str], Any], request: pytest.FixtureRequest) -> Iterator[Deployed]:
-    yield Deployed(aws_client, f"rollups-{request.node.name[:40].replace('[', '-').replace(']', '')}")
-
-
-def usage(at: datetime, developer: Developer, scale: int = 1) -> list[dict[str, Any]]:
-    """A minute of work: tokens of every type, a session, lines, a commit, active time, edit decisions."""
-    return [
-        emf_event(at, developer, {"claude_code.token.usage": 1000 * scale}, model=SONNET, type="input"),
-        emf_event(at, developer, {"claude_code.token.usage": 200 * scale}, model=SONNET, type="output"),
-        emf_event(at, developer, {"claude_code.token.usage": 10_000 * scale}, model=SONNET, type="cacheRead"),
-        emf_event(at, developer, {"claude_code.token.usage": 400 * scale}, model=SONNET, type="cacheCreation"),
-        emf_event(at, developer, {"claude_code.cost.usage": 0.05 * scale}, model=SONNET),
-        emf_event(at, developer, {"claude_code.session.count": 1}),
-        emf_event(at, developer, {"claude_code.lines_of_code.count": 30 * scale}, type="added"),
-        emf_event(at, developer, {"claude_code.lines_of_code.count": 5 * scale}, type="removed"),
-        emf_event(at, developer, {"claude_code.commit.count": 1, "claude_code.pull_request.count": 1}),
-        emf_event(at, developer, {"claude_code.active_time.total": 42.5}),
-        emf_event(at, developer, {"claude_code.code_edit_tool.decision": 3}, tool="Edit", decision="accept"),
-        emf_event(at, developer, {"claude_code.code_edit_tool.decision": 1}, tool="Write", decision="reject"),
-    ]
 
 
 # Sonnet 4.5: input 3, output 15, cache read 0.3, cache write 3.75 USD per million tokens.
@@ -192,7 +99,7 @@ def test_every_item_expires_after_its_period_plus_the_ttl(deployed: Deployed) ->
     for (pk, sk), item in deployed.items().items():
         if pk.startswith("LEDGER#"):
             assert item["expires_at"] > datetime.now(UTC).timestamp()
-        elif sk.startswith("MONTH#") or pk.startswith(("DAY#", "TOP#2026-11")) and len(pk) == len("TOP#2026-11"):
+        elif sk.startswith("MONTH#") or (pk.startswith(("DAY#", "TOP#2026-11")) and len(pk) == len("TOP#2026-11")):
             assert item["expires_at"] == month_end, (pk, sk)
         else:
             assert item["expires_at"] == day_end, (pk, sk)
@@ -267,7 +174,7 @@ def test_a_late_event_lands_in_the_bucket_and_day_of_its_own_time(deployed: Depl
     assert deployed.item("USER#ada@example.com", f"DAY#{DAY}")["tokens"] == 1000
     assert deployed.item("ACTIVE#2026-11-20", "2026-11-20T12:00Z")["users"] == 1
     assert deployed.item("USER#ada@example.com", "MONTH#2026-11")["tokens"] == 2000
-    assert deployed.item(f"TOTAL#token.usage#2026-11-20", f"2026-11-20T12:00Z#input#{SONNET_VERSION}")["value"] == 1000
+    assert deployed.item("TOTAL#token.usage#2026-11-20", f"2026-11-20T12:00Z#input#{SONNET_VERSION}")["value"] == 1000
 
 
 def test_days_and_months_follow_the_reporting_time_zone(aws_client: Callable[[str], Any]) -> None:

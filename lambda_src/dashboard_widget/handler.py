@@ -1,0 +1,514 @@
+"""Dashboard widget function: every custom widget of the dashboard, chosen by its `widget` parameter, rendered as
+HTML from the aggregator's rollups.
+
+Each widget reads the dashboard's time range (the zoomed range when there is one), as days of the reporting time
+zone, at most MAX_DAYS of them, and reads only the rollup items of its own type for those days: the number of
+items it reads depends on the days, models, groups and the `limit` parameter, never on the number of users.
+Without data it says so, and says why there may be none yet.
+
+Widgets: active_users, cost, top_users (measure: tokens | cost_usd, period: day | month, limit), groups
+(dimension: department | team | cost_center), api_errors, api_latency, tool_results, data_quality.
+
+Environment: TABLE_NAME, TIME_ZONE.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import boto3
+
+from lambda_src.common import rollups as keys
+from lambda_src.common.logs import log
+
+MAX_DAYS = 93
+BUCKET_CHART_MAX_DAYS = 2
+TOP_LIMIT_MAX = keys.TOP_USERS_KEPT
+GROUP_ROWS_MAX = 50
+STYLE = (
+    "<style>table{width:100%;border-collapse:collapse}th,td{padding:2px 6px;text-align:right}"
+    "th:first-child,td:first-child{text-align:left}.bar{background:#3b82f6;height:10px;display:inline-block}"
+    ".muted{color:#888}.big{font-size:1.6em;font-weight:600}</style>"
+)
+
+
+@dataclass(frozen=True)
+class Range:
+    days: list[str]
+    """Days of the reporting time zone the range touches, oldest first (at most MAX_DAYS)."""
+    start: datetime
+    end: datetime
+    truncated: bool
+
+
+def time_range(context: Mapping[str, Any], zone: ZoneInfo, now: datetime) -> Range:
+    """The dashboard's (zoomed) time range; three hours up to now when the widget is called without one."""
+    selected = context.get("timeRange") or {}
+    zoom = selected.get("zoom") or {}
+    start_ms = zoom.get("start") or selected.get("start")
+    end_ms = zoom.get("end") or selected.get("end")
+    end = datetime.fromtimestamp(end_ms / 1000, UTC) if isinstance(end_ms, int | float) else now
+    start = (
+        datetime.fromtimestamp(start_ms / 1000, UTC) if isinstance(start_ms, int | float) else end - timedelta(hours=3)
+    )
+    first, last = start.astimezone(zone).date(), end.astimezone(zone).date()
+    truncated = (last - first).days + 1 > MAX_DAYS
+    if truncated:
+        first = last - timedelta(days=MAX_DAYS - 1)
+    return Range(keys.days_between(first.isoformat(), last.isoformat()), start, end, truncated)
+
+
+class RollupReader:
+    """Reads of the rollup table, counted (the benchmark and the tests check the count)."""
+
+    def __init__(self, client: Any, table: str) -> None:
+        self.client = client
+        self.table = table
+        self.items_read = 0
+
+    def query(self, pk: str, prefix: str | None = None, between: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+        condition = "pk = :pk"
+        values: dict[str, Any] = {":pk": {"S": pk}}
+        if prefix is not None:
+            condition += " AND begins_with(sk, :prefix)"
+            values[":prefix"] = {"S": prefix}
+        elif between is not None:
+            condition += " AND sk BETWEEN :first AND :last"
+            values[":first"], values[":last"] = {"S": between[0]}, {"S": between[1]}
+        items: list[dict[str, Any]] = []
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+        }
+        while True:
+            response = self.client.query(**request)
+            items.extend(plain_item(item) for item in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                break
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        self.items_read += len(items)
+        return items
+
+    def get(self, pk: str, sk: str) -> dict[str, Any] | None:
+        item = self.client.get_item(TableName=self.table, Key={"pk": {"S": pk}, "sk": {"S": sk}}).get("Item")
+        self.items_read += 1 if item else 0
+        return plain_item(item) if item else None
+
+    def get_many(self, wanted: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        for start in range(0, len(wanted), 100):
+            pending: dict[str, Any] = {
+                self.table: {"Keys": [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in wanted[start : start + 100]]}
+            }
+            while pending:
+                response = self.client.batch_get_item(RequestItems=pending)
+                for item in response.get("Responses", {}).get(self.table, []):
+                    found[(item["pk"]["S"], item["sk"]["S"])] = plain_item(item)
+                pending = response.get("UnprocessedKeys") or {}
+        self.items_read += len(found)
+        return found
+
+
+def plain_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, typed in item.items():
+        kind, content = next(iter(typed.items()))
+        values[name] = float(content) if kind == "N" else content
+    return values
+
+
+def add_up(items: Iterable[Mapping[str, Any]], names: Sequence[str] | None = None) -> dict[str, float]:
+    totals: dict[str, float] = defaultdict(float)
+    for item in items:
+        for name, value in item.items():
+            if isinstance(value, float) and name not in ("expires_at", "v") and (names is None or name in names):
+                totals[name] += value
+    return totals
+
+
+# Rendering -----------------------------------------------------------------------------------------------
+
+
+def esc(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def fmt(value: float, unit: str = "") -> str:
+    if unit == "$":
+        return f"${value:,.2f}"
+    if abs(value) >= 1_000_000:
+        return f"{value / 1_000_000:,.2f}M"
+    if abs(value) >= 10_000:
+        return f"{value / 1000:,.1f}k"
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+
+
+def bar(value: float, largest: float) -> str:
+    width = 0 if largest <= 0 else max(1, round(100 * value / largest))
+    return f'<span class="bar" style="width:{width}px"></span>'
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def no_data(what: str, selected: Range) -> str:
+    return (
+        f'{STYLE}<p class="muted">No data yet: no {esc(what)} between {selected.days[0]} and {selected.days[-1]}. '
+        "Rollups appear within a minute or two of Claude Code sending telemetry to the collector; check the "
+        "pipeline health widgets if developers are using it.</p>"
+    )
+
+
+def note(selected: Range) -> str:
+    days = f"{selected.days[0]} to {selected.days[-1]}" if len(selected.days) > 1 else selected.days[0]
+    extra = f" (the last {MAX_DAYS} days of the range)" if selected.truncated else ""
+    return f'<p class="muted">{esc(days)}{extra}</p>'
+
+
+def percent(part: float, whole: float) -> str:
+    return "n/a" if whole <= 0 else f"{100 * part / whole:.1f}%"
+
+
+# Widgets -------------------------------------------------------------------------------------------------
+
+
+def active_users(reader: RollupReader, selected: Range, params: Mapping[str, Any], zone: ZoneInfo) -> str:
+    per_day = {
+        day: (reader.get(keys.active_pk(day), keys.ACTIVE_DAY_SK) or {}).get("users", 0.0) for day in selected.days
+    }
+    if not any(per_day.values()):
+        return no_data("active users", selected)
+    if len(selected.days) <= BUCKET_CHART_MAX_DAYS:
+        first, last = (
+            keys.bucket_name(keys.bucket_start(selected.start.timestamp())),
+            keys.bucket_name(keys.bucket_start(selected.end.timestamp())),
+        )
+        points = [
+            (item["sk"], item.get("users", 0.0))
+            for day in selected.days
+            for item in reader.query(keys.active_pk(day), between=(first, last))
+        ]
+        label = "Distinct users per 5 minutes (UTC)"
+    else:
+        points = list(per_day.items())
+        label = "Distinct users per day"
+    largest = max((users for _, users in points), default=0.0)
+    rows = [[esc(when), fmt(users), bar(users, largest)] for when, users in points]
+    latest_day = selected.days[-1]
+    headline = (
+        f'<p><span class="big">{fmt(per_day[latest_day])}</span> distinct users on {esc(latest_day)}; '
+        f"busiest day in range: {fmt(max(per_day.values()))}</p>"
+    )
+    return STYLE + headline + f"<h4>{label}</h4>" + table(["When", "Users", ""], rows) + note(selected)
+
+
+def period_days(end_day: str) -> dict[str, list[str]]:
+    today = date.fromisoformat(end_day)
+    week_start = today - timedelta(days=today.weekday())
+    return {
+        "today": [end_day],
+        "this week": keys.days_between(week_start.isoformat(), end_day),
+        "this month": keys.days_between(today.replace(day=1).isoformat(), end_day),
+    }
+
+
+def cost(reader: RollupReader, selected: Range, params: Mapping[str, Any], zone: ZoneInfo) -> str:
+    """Today, this week and this month up to the range's last day, and cost per model over the range."""
+    periods = period_days(selected.days[-1])
+    wanted_days = set(selected.days) | {day for days in periods.values() for day in days}
+    by_day_model: dict[tuple[str, str], dict[str, Any]] = {}
+    for month in sorted({keys.month_of(day) for day in wanted_days}):
+        for item in reader.query(keys.day_pk(month)):
+            day, model = item["sk"].split("#", 1)
+            if day in wanted_days:
+                by_day_model[(day, model)] = item
+    if not by_day_model:
+        return no_data("usage", selected)
+    summary_rows = []
+    for label, days in periods.items():
+        totals = add_up(item for (day, _), item in by_day_model.items() if day in days)
+        summary_rows.append(
+            [
+                esc(label),
+                f'<span class="big">{fmt(totals["cost_usd"], "$")}</span>',
+                fmt(totals["client_cost_usd"], "$"),
+                fmt(totals["tokens"]),
+                fmt(totals["unpriced_tokens"]),
+            ]
+        )
+    models: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for (day, model), item in by_day_model.items():
+        if day in selected.days and model != keys.NO_VALUE:
+            for name, value in add_up([item]).items():
+                models[model][name] += value
+    largest = max((m["cost_usd"] for m in models.values()), default=0.0)
+    model_rows = [
+        [
+            esc(model),
+            fmt(m["cost_usd"], "$"),
+            bar(m["cost_usd"], largest),
+            fmt(m["client_cost_usd"], "$"),
+            fmt(m["tokens"]),
+        ]
+        for model, m in sorted(models.items(), key=lambda pair: -pair[1]["cost_usd"])
+    ]
+    return (
+        STYLE
+        + table(["Period", "Estimated cost", "Client-reported", "Tokens", "Tokens without a price"], summary_rows)
+        + "<h4>By model, selected range</h4>"
+        + table(["Model", "Estimated cost", "", "Client-reported", "Tokens"], model_rows)
+        + '<p class="muted">Estimated from the price table per model version and token type; the client-reported '
+        "cost is Claude Code's own estimate.</p>"
+    )
+
+
+USER_COLUMNS = (
+    ("tokens", "Tokens", ""),
+    ("cost_usd", "Cost", "$"),
+    ("sessions", "Sessions", ""),
+    ("lines_added", "Lines +", ""),
+    ("lines_removed", "Lines -", ""),
+    ("commits", "Commits", ""),
+    ("pull_requests", "PRs", ""),
+    ("active_seconds", "Active h", "h"),
+    ("edits_accepted", "Edits accepted", ""),
+    ("edits_rejected", "Edits rejected", ""),
+)
+
+
+def top_users(reader: RollupReader, selected: Range, params: Mapping[str, Any], zone: ZoneInfo) -> str:
+    measure = "cost_usd" if params.get("measure") == "cost_usd" else "tokens"
+    monthly = params.get("period") == "month"
+    limit = max(1, min(int(params.get("limit", 10)), TOP_LIMIT_MAX))
+    last_day = selected.days[-1]
+    period = keys.month_of(last_day) if monthly else last_day
+    top = reader.get(keys.top_pk(period), keys.TOP_SK)
+    entries = json.loads(top["entries"]) if top else []
+    if not entries:
+        return no_data("usage by user", selected)
+    ranked = sorted(entries, key=lambda entry: (-entry[measure], entry["user"]))[:limit]
+    sort_key = keys.user_month_sk(period) if monthly else keys.user_day_sk(period)
+    details = reader.get_many([(keys.user_pk(entry["user"]), sort_key) for entry in ranked])
+    largest = max(entry[measure] for entry in ranked)
+    rows = []
+    for entry in ranked:
+        item = details.get((keys.user_pk(entry["user"]), sort_key), {})
+        cells = [
+            esc(entry["user"])
+            + ("" if entry["source"] == "user.email" else f' <span class="muted">({esc(entry["source"])})</span>')
+        ]
+        for name, _, unit in USER_COLUMNS:
+            value = float(item.get(name, entry.get(name, 0.0)))
+            cells.append(fmt(value / 3600 if unit == "h" else value, "$" if unit == "$" else ""))
+        cells.append(bar(entry[measure], largest))
+        rows.append(cells)
+    what = "cost" if measure == "cost_usd" else "tokens"
+    title = f"Top {len(ranked)} by {what}, {'month' if monthly else 'day'} {period}"
+    return STYLE + f"<p>{esc(title)}</p>" + table(["User", *[label for _, label, _ in USER_COLUMNS], ""], rows)
+
+
+def groups(reader: RollupReader, selected: Range, params: Mapping[str, Any], zone: ZoneInfo) -> str:
+    dimension = params.get("dimension", "team")
+    if dimension not in keys.GROUP_DIMENSIONS:
+        return f"{STYLE}<p>Unknown dimension {esc(dimension)}: use one of {', '.join(keys.GROUP_DIMENSIONS)}.</p>"
+    totals: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for day in selected.days:
+        for item in reader.query(keys.group_pk(day), prefix=f"{dimension}#"):
+            name = item["sk"].split("#", 1)[1]
+            for counter, value in add_up([item]).items():
+                totals[name][counter] += value
+    if not totals:
+        return no_data(f"usage by {dimension}", selected)
+    ranked = sorted(totals.items(), key=lambda pair: -pair[1]["cost_usd"])[:GROUP_ROWS_MAX]
+    largest = max(t["cost_usd"] for _, t in ranked)
+    rows = [
+        [
+            esc(name),
+            fmt(t["cost_usd"], "$"),
+            bar(t["cost_usd"], largest),
+            fmt(t["tokens"]),
+            fmt(t["users"]),
+            fmt(t["sessions"]),
+            fmt(t["lines_added"]),
+            fmt(t["commits"]),
+            fmt(t["pull_requests"]),
+        ]
+        for name, t in ranked
+    ]
+    users_note = '<p class="muted">Users: distinct users per day, added up over the days of the range.</p>'
+    return (
+        STYLE
+        + table([dimension, "Cost", "", "Tokens", "User-days", "Sessions", "Lines +", "Commits", "PRs"], rows)
+        + users_note
+        + note(selected)
+    )
+
+
+def events_of(reader: RollupReader, selected: Range, kind: str) -> dict[str, dict[str, float]]:
+    totals: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for day in selected.days:
+        for item in reader.query(keys.events_pk(day), prefix=f"{kind}#"):
+            for counter, value in add_up([item]).items():
+                totals[item["sk"].split("#", 1)[1]][counter] += value
+    return totals
+
+
+def api_errors(reader: RollupReader, selected: Range, params: Mapping[str, Any], zone: ZoneInfo) -> str:
+    errors = events_of(reader, selected, "api_error")
+    requests = events_of(reader, selected, "api_request")
+    if not errors and not requests:
+        return no_data("API requests", selected)
+    if not errors:
+        total = sum(r["requests"] for r in requests.values())
+        return f"{STYLE}<p>No API errors in {fmt(total)} requests.</p>{note(selected)}"
+    rows = []
+    for key, counts in sorted(errors.items(), key=lambda pair: -pair[1]["errors"]):
+        model, status = key.rsplit("#", 1)
+        made = requests.get(model, {}).get("requests", 0.0)
+        rows.append(
+            [esc(model), esc(status), fmt(counts["errors"]), percent(counts["errors"], made + counts["errors"])]
+        )
+    return STYLE + table(["Model", "Status", "Errors", "Share of calls"], rows) + note(selected)
+
+
+def quantile_bound(counts: Mapping[str, float], share: float) -> str:
+    total = sum(counts.get(name, 0.0) for name, _ in keys.latency_bins())
+    if total <= 0:
+        return "n/a"
+    running = 0.0
+    for name, bound in keys.latency_bins():
+        running += counts.get(name, 0.0)
+        if running >= share * total:
+            return f"> {keys.LATENCY_BOUNDS_MS[-1] / 1000:g} s" if bound == float("inf") else f"≤ {bound / 1000:g} s"
+    return "n/a"
+
+
+def api_latency(reader: RollupReader, selected: Range, params: Mapping[str, Any], zone: ZoneInfo) -> str:
+    requests = events_of(reader, selected, "api_request")
+    if not requests:
+        return no_data("API requests", selected)
+    rows = [
+        [
+            esc(model),
+            fmt(r["requests"]),
+            "n/a" if not r["timed"] else f"{r['duration_ms'] / r['timed'] / 1000:.2f} s",
+            quantile_bound(r, 0.5),
+            quantile_bound(r, 0.95),
+        ]
+        for model, r in sorted(requests.items(), key=lambda pair: -pair[1]["requests"])
+    ]
+    return STYLE + table(["Model", "Requests", "Mean", "p50", "p95"], rows) + note(selected)
+
+
+def tool_results(reader: RollupReader, selected: Range, params: Mapping[str, Any], zone: ZoneInfo) -> str:
+    tools = events_of(reader, selected, "tool_result")
+    if not tools:
+        return no_data("tool results", selected)
+    rows = []
+    for tool, t in sorted(tools.items(), key=lambda pair: -(pair[1]["succeeded"] + pair[1]["failed"])):
+        known = t["succeeded"] + t["failed"]
+        rows.append(
+            [esc(tool), fmt(known + t["unknown_outcome"]), percent(t["succeeded"], known), bar(t["succeeded"], known)]
+        )
+    return STYLE + table(["Tool", "Runs", "Success rate", ""], rows) + note(selected)
+
+
+def data_quality(reader: RollupReader, selected: Range, params: Mapping[str, Any], zone: ZoneInfo) -> str:
+    aspects: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(float)))
+    for day in selected.days:
+        for item in reader.query(keys.quality_pk(day)):
+            aspect, value = item["sk"].split("#", 1)
+            for counter, amount in add_up([item]).items():
+                aspects[aspect][value][counter] += amount
+    if not aspects:
+        return no_data("telemetry", selected)
+    sources = aspects["source"]
+    points = sum(s["points"] for s in sources.values())
+    tokens = sum(s["tokens"] for s in sources.values())
+    events = sum(s["events"] for s in sources.values())
+    source_rows = [
+        [esc(source), percent(s["points"], points), percent(s["tokens"], tokens), percent(s["events"], events)]
+        for source, s in sorted(sources.items())
+    ]
+    version_rows = [
+        [esc(version), fmt(v["points"]), fmt(v["events"])]
+        for version, v in sorted(aspects["version"].items(), key=lambda pair: -(pair[1]["points"] + pair[1]["events"]))[
+            :20
+        ]
+    ]
+    problems = [
+        [esc(f"unknown metric {name}"), fmt(v["points"])] for name, v in sorted(aspects["unknown_metric"].items())
+    ] + [
+        [esc(f"malformed ({name})"), fmt(v["log_events"] + v["deliveries"])]
+        for name, v in sorted(aspects["malformed"].items())
+    ]
+    unattributed = sources.get("none", {})
+    headline = (
+        f'<p><span class="big">{percent(unattributed.get("tokens", 0.0), tokens)}</span> of tokens without a user '
+        "(no user.email, user.id or user.account_uuid)</p>"
+    )
+    return (
+        STYLE
+        + headline
+        + "<h4>Attributed by</h4>"
+        + table(["Attribute", "Data points", "Tokens", "Events"], source_rows)
+        + "<h4>Client versions seen</h4>"
+        + table(["app.version", "Data points", "Events"], version_rows)
+        + ("<h4>Not counted</h4>" + table(["What", "Count"], problems) if problems else "")
+        + note(selected)
+    )
+
+
+Widget = Callable[[RollupReader, Range, Mapping[str, Any], ZoneInfo], str]
+WIDGETS: dict[str, Widget] = {
+    "active_users": active_users,
+    "cost": cost,
+    "top_users": top_users,
+    "groups": groups,
+    "api_errors": api_errors,
+    "api_latency": api_latency,
+    "tool_results": tool_results,
+    "data_quality": data_quality,
+}
+
+DESCRIPTION = (
+    "## Claude Code usage widgets\n\nOne function for every custom widget of the dashboard. Parameters:\n\n"
+    "- `widget`: " + ", ".join(f"`{name}`" for name in WIDGETS) + "\n"
+    "- `top_users`: `measure` (`tokens` or `cost_usd`), `period` (`day` or `month`), `limit` (1-25)\n"
+    "- `groups`: `dimension` (`department`, `team` or `cost_center`)\n\n"
+    f"Every widget follows the dashboard's time range (at most {MAX_DAYS} days) in the reporting time zone."
+)
+
+
+def render(event: Mapping[str, Any], reader: RollupReader, zone: ZoneInfo, now: datetime) -> str | dict[str, str]:
+    if event.get("describe"):
+        return {"markdown": DESCRIPTION}
+    context = event.get("widgetContext") or {}
+    params = context.get("params") or event
+    name = params.get("widget")
+    widget = WIDGETS.get(name) if isinstance(name, str) else None
+    if widget is None:
+        allowed = ", ".join(WIDGETS)
+        return f"<p>Unknown widget {esc(name)}: set the widget parameter to one of {esc(allowed)}.</p>"
+    return widget(reader, time_range(context, zone, now), params, zone)
+
+
+def handler(event: Mapping[str, Any], context: Any) -> str | dict[str, str]:
+    reader = RollupReader(boto3.client("dynamodb"), os.environ["TABLE_NAME"])
+    zone = ZoneInfo(os.environ.get("TIME_ZONE", "UTC"))
+    output = render(event, reader, zone, datetime.now(UTC))
+    params = (event.get("widgetContext") or {}).get("params") or {}
+    log("INFO", "rendered", widget=params.get("widget"), items_read=reader.items_read)
+    return output
