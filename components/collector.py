@@ -608,6 +608,13 @@ class Collector(pulumi.ComponentResource):
         )
         self.managed_settings_parameter = parameter.name
         self.load_balancer_dns_name = load_balancer.dns_name
+        self.health_dimensions: dict[str, pulumi.Output[str]] = {
+            "load_balancer_arn_suffix": load_balancer.arn_suffix,
+            "target_group_arn_suffix": target_group.arn_suffix,
+            "cluster_name": cluster.name,
+            "service_name": service.name,
+        }
+        """What the dashboard's collector health widgets chart."""
 
         self.register_outputs(
             {

@@ -457,12 +457,13 @@ class StackConfig(_Section):
     bearer_token_ingest: BearerTokenIngestConfig = BearerTokenIngestConfig()
 
     @model_validator(mode="after")
-    def _analytics_reads_the_collector(self) -> StackConfig:
-        if self.analytics.enabled and not self.collector.enabled:
-            raise ValueError(
-                "analytics.enabled needs collector.enabled: analytics reads the collector's metrics and events "
-                "log groups"
-            )
+    def _readers_of_the_collector(self) -> StackConfig:
+        for section, enabled in (("dashboard", self.dashboard.enabled), ("analytics", self.analytics.enabled)):
+            if enabled and not self.collector.enabled:
+                raise ValueError(
+                    f"{section}.enabled needs collector.enabled: {section} reads the collector's metrics and events "
+                    "log groups"
+                )
         return self
 
 

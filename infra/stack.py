@@ -13,19 +13,20 @@ from components.analytics_queries import QuerySettings, QuotaPolicy
 from components.bearer_token_ingest import BearerTokenIngest, BearerTokenIngestArgs, IngestTeam
 from components.collector import Collector, CollectorArgs, IdentityArgs, NetworkArgs
 from components.collector_config import IdentityClaimNames
+from components.dashboard import Dashboard, DashboardArgs
 from components.operations import Operations, OperationsArgs
 from infra.config import (
     SECTION_KEYS,
     AnalyticsConfig,
     BearerTokenIngestConfig,
     CollectorConfig,
+    DashboardConfig,
     QuotaConfig,
     StackConfig,
 )
 
 # Sections whose component this version of the program does not deploy yet, with the issue that adds it.
 PENDING_COMPONENTS = {
-    "dashboard": 4,
     "quota": 6,
 }
 
@@ -70,6 +71,21 @@ def compose(settings: StackConfig, stack: str) -> dict[str, pulumi.Input[object]
                 "managedSettings": collector.managed_settings,
             }
         )
+    if settings.dashboard.enabled:
+        if collector is None:  # StackConfig refuses this; other callers get told
+            raise ValueError("the dashboard needs the collector: it reads the collector's log groups")
+        dashboard = Dashboard(
+            f"{prefix}-dashboard",
+            dashboard_args(settings, collector, operations.topic_arn),
+        )
+        outputs.update(
+            {
+                "dashboardName": dashboard.dashboard_name,
+                "dashboardRollupTable": dashboard.table_name,
+                "dashboardFailedEventQueue": dashboard.failed_queue_url,
+                "dashboardViewerPolicyArn": dashboard.viewer_policy_arn,
+            }
+        )
     if settings.analytics.enabled:
         if collector is None:  # StackConfig refuses this; other callers get told
             raise ValueError("analytics needs the collector: it reads the collector's log groups")
@@ -110,6 +126,24 @@ def compose(settings: StackConfig, stack: str) -> dict[str, pulumi.Input[object]
             }
         )
     return outputs
+
+
+def dashboard_args(settings: StackConfig, collector: Collector, alarm_topic_arn: pulumi.Input[str]) -> DashboardArgs:
+    """The Dashboard arguments from the `dashboard` section; days and months follow `quota.timeZone`, so the quota
+    periods and the dashboard's agree. Prod-like stacks (point-in-time recovery on) also get deletion protection."""
+    section: DashboardConfig = settings.dashboard
+    return DashboardArgs(
+        **section.model_dump(exclude={"enabled"}),
+        deletion_protection=section.point_in_time_recovery,
+        metrics_log_group=collector.telemetry_log_groups["metrics"],
+        events_log_group=collector.telemetry_log_groups["events"],
+        collector_health=collector.health_dimensions,
+        region=settings.region,
+        metrics_namespace=settings.collector.metrics_namespace,
+        alarm_topic_arn=alarm_topic_arn,
+        time_zone=settings.quota.time_zone,
+        promql_teams=settings.bearer_token_ingest.enabled,
+    )
 
 
 def analytics_args(

@@ -1,0 +1,394 @@
+"""Dashboard component: exact rollups in DynamoDB from the collector's log groups, one widget function for every
+custom widget, the CloudWatch dashboard, a viewer policy and operational alarms.
+
+Flow: metrics and events log groups --subscription filter--> aggregator Lambda --transactions--> rollup table
+<--reads-- widget Lambda <--custom widgets-- CloudWatch dashboard. Log events the aggregator cannot read, and
+invocations that fail after Lambda's retries, go to the failed-event queue; an alarm fires while it is not empty.
+The item layout is in lambda_src/common/rollups.py.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from components.dashboard_body import CollectorHealth, DashboardBodySettings, dashboard_body
+from components.lambda_code import python_function
+from lambda_src.common.rollups import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
+
+AGGREGATOR_FUNCTION = "dashboard_aggregator"
+WIDGET_FUNCTION = "dashboard_widget"
+ASYNC_RETRIES = 2
+MAX_EVENT_AGE_SECONDS = 6 * 3600
+BACKLOG_ALARM_MS = 10 * 60 * 1000
+FAILED_EVENT_RETENTION_SECONDS = 14 * 86400
+
+
+class InvalidDashboardArgs(pulumi.RunError):
+    """Arguments that cannot work; the message names the argument and what is allowed."""
+
+
+@dataclass(frozen=True)
+class DashboardArgs:
+    metrics_log_group: pulumi.Input[str]
+    """Name of the log group with the collector's EMF metric events."""
+    events_log_group: pulumi.Input[str]
+    """Name of the log group with the Claude Code events."""
+    collector_health: Mapping[str, pulumi.Input[str]]
+    """The collector's `load_balancer_arn_suffix`, `target_group_arn_suffix`, `cluster_name`, `service_name`."""
+    region: str
+    metrics_namespace: str
+    """The collector's CloudWatch namespace, which the native widgets chart."""
+    alarm_topic_arn: pulumi.Input[str]
+    time_zone: str = "UTC"
+    """Reporting time zone: the days and months of the rollups (the quota periods use the same)."""
+    rollup_ttl_days: int = 400
+    """Days a rollup item is kept after its day or month ends."""
+    point_in_time_recovery: bool = False
+    deletion_protection: bool = False
+    log_retention_days: int = 30
+    promql_teams: bool = False
+    """Bearer-token ingest is enabled: add PromQL widgets per team."""
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    def problems(self) -> list[str]:
+        found = []
+        if not 1 <= self.rollup_ttl_days <= 3650:
+            found.append(f"rollup_ttl_days must be from 1 to 3650, got {self.rollup_ttl_days}")
+        missing = sorted(set(CollectorHealth.__dataclass_fields__) - set(self.collector_health))
+        if missing:
+            found.append(f"collector_health needs {', '.join(missing)}")
+        return found
+
+
+def aggregator_policy(table_arn: str, queue_arn: str, log_group_arn: str) -> dict[str, Any]:
+    """Read and write rollups (transactions check and update items), queue failed events, write its own logs."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "WriteRollups",
+                "Effect": "Allow",
+                "Action": [
+                    "dynamodb:BatchGetItem",
+                    "dynamodb:GetItem",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                    "dynamodb:ConditionCheckItem",
+                ],
+                "Resource": table_arn,
+            },
+            {"Sid": "QueueFailedEvents", "Effect": "Allow", "Action": "sqs:SendMessage", "Resource": queue_arn},
+            {
+                "Sid": "WriteOwnLogs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": f"{log_group_arn}:*",
+            },
+        ],
+    }
+
+
+def widget_policy(table_arn: str, log_group_arn: str) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "ReadRollups",
+                "Effect": "Allow",
+                "Action": ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"],
+                "Resource": table_arn,
+            },
+            {
+                "Sid": "WriteOwnLogs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": f"{log_group_arn}:*",
+            },
+        ],
+    }
+
+
+def viewer_policy(dashboard_arn: str, widget_function_arn: str) -> dict[str, Any]:
+    """Open the dashboard and render its custom widgets. The native widgets need GetMetricData, an action that
+    has no resource type (it reads metrics, never changes anything)."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "ReadDashboard", "Effect": "Allow", "Action": "cloudwatch:GetDashboard", "Resource": dashboard_arn},
+            {
+                "Sid": "RenderCustomWidgets",
+                "Effect": "Allow",
+                "Action": "lambda:InvokeFunction",
+                "Resource": widget_function_arn,
+            },
+            {"Sid": "ChartMetrics", "Effect": "Allow", "Action": "cloudwatch:GetMetricData", "Resource": "*"},
+        ],
+    }
+
+
+def tls_only_queue_policy(queue_arn: str) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "sqs:*",
+                "Resource": queue_arn,
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }
+
+
+def log_group_arn(partition: str, region: str, account: str, name: str) -> str:
+    return f"arn:{partition}:logs:{region}:{account}:log-group:{name}:*"
+
+
+class Dashboard(pulumi.ComponentResource):
+    """Rollup table, aggregator and widget functions, the CloudWatch dashboard, viewer policy and alarms."""
+
+    def __init__(self, name: str, args: DashboardArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("claude-code-monitoring:index:Dashboard", name, None, opts)
+        problems = args.problems()
+        if problems:
+            raise InvalidDashboardArgs(f"Dashboard {name}: " + "; ".join(problems))
+        child = pulumi.ResourceOptions(parent=self)
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        account = aws.get_caller_identity_output(opts=invoke).account_id
+        partition = aws.get_partition_output(opts=invoke).partition
+        tags = {**args.tags, "component": "Dashboard"}
+
+        table = aws.dynamodb.Table(
+            f"{name}-rollups",
+            name=f"{name}-rollups",
+            billing_mode="PAY_PER_REQUEST",
+            hash_key=PARTITION_KEY,
+            range_key=SORT_KEY,
+            attributes=[{"name": PARTITION_KEY, "type": "S"}, {"name": SORT_KEY, "type": "S"}],
+            ttl={"attribute_name": TTL_ATTRIBUTE, "enabled": True},
+            server_side_encryption={"enabled": True},
+            point_in_time_recovery={"enabled": args.point_in_time_recovery},
+            deletion_protection_enabled=args.deletion_protection,
+            tags=tags,
+            opts=child,
+        )
+        failed = aws.sqs.Queue(
+            f"{name}-failed-events",
+            name=f"{name}-failed-events",
+            message_retention_seconds=FAILED_EVENT_RETENTION_SECONDS,
+            sqs_managed_sse_enabled=True,
+            tags=tags,
+            opts=child,
+        )
+        aws.sqs.QueuePolicy(
+            f"{name}-failed-events",
+            queue_url=failed.url,
+            policy=failed.arn.apply(lambda arn: json.dumps(tls_only_queue_policy(arn))),
+            opts=child,
+        )
+
+        # Aggregator ---------------------------------------------------------------------------------------
+        aggregator = python_function(
+            f"{name}-aggregator",
+            folder=AGGREGATOR_FUNCTION,
+            description="Claude Code telemetry from CloudWatch Logs to exact DynamoDB rollups",
+            environment={
+                "TABLE_NAME": table.name,
+                "METRICS_LOG_GROUP": args.metrics_log_group,
+                "EVENTS_LOG_GROUP": args.events_log_group,
+                "FAILED_QUEUE_URL": failed.url,
+                "TIME_ZONE": args.time_zone,
+                "ROLLUP_TTL_DAYS": str(args.rollup_ttl_days),
+            },
+            account_id=account,
+            parent=self,
+            timeout=120,
+            memory_size=512,
+            log_retention_days=args.log_retention_days,
+            tags=tags,
+        )
+        aggregator_role_policy = aws.iam.RolePolicy(
+            f"{name}-aggregator",
+            role=aggregator.role.id,
+            policy=pulumi.Output.all(table.arn, failed.arn, aggregator.log_group.arn).apply(
+                lambda v: json.dumps(aggregator_policy(v[0], v[1], v[2]))
+            ),
+            opts=child,
+        )
+        aws.lambda_.FunctionEventInvokeConfig(
+            f"{name}-aggregator",
+            function_name=aggregator.function.name,
+            maximum_retry_attempts=ASYNC_RETRIES,
+            maximum_event_age_in_seconds=MAX_EVENT_AGE_SECONDS,
+            destination_config={"on_failure": {"destination": failed.arn}},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[aggregator_role_policy]),
+        )
+        log_groups = {"metrics": args.metrics_log_group, "events": args.events_log_group}
+        filter_name = f"{name}-dashboard"
+        for kind, group in log_groups.items():
+            permission = aws.lambda_.Permission(
+                f"{name}-{kind}-subscription",
+                action="lambda:InvokeFunction",
+                function=aggregator.function.name,
+                principal="logs.amazonaws.com",
+                source_account=account,
+                source_arn=pulumi.Output.all(partition, account, group).apply(
+                    lambda v: log_group_arn(v[0], args.region, v[1], v[2])
+                ),
+                opts=child,
+            )
+            aws.cloudwatch.LogSubscriptionFilter(
+                f"{name}-{kind}",
+                name=filter_name,
+                log_group=group,
+                filter_pattern="",
+                destination_arn=aggregator.function.arn,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[permission, aggregator_role_policy]),
+            )
+
+        # Widgets and the dashboard ------------------------------------------------------------------------
+        widget = python_function(
+            f"{name}-widget",
+            folder=WIDGET_FUNCTION,
+            description="Claude Code dashboard custom widgets, rendered from the DynamoDB rollups",
+            environment={"TABLE_NAME": table.name, "TIME_ZONE": args.time_zone},
+            account_id=account,
+            parent=self,
+            timeout=30,
+            memory_size=256,
+            log_retention_days=args.log_retention_days,
+            tags=tags,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-widget",
+            role=widget.role.id,
+            policy=pulumi.Output.all(table.arn, widget.log_group.arn).apply(
+                lambda v: json.dumps(widget_policy(v[0], v[1]))
+            ),
+            opts=child,
+        )
+        health_names = sorted(CollectorHealth.__dataclass_fields__)
+        body = pulumi.Output.all(
+            widget.function.arn,
+            aggregator.function.name,
+            widget.function.name,
+            table.name,
+            failed.name,
+            args.metrics_log_group,
+            args.events_log_group,
+            *[args.collector_health[health] for health in health_names],
+        ).apply(
+            lambda v: json.dumps(
+                dashboard_body(
+                    DashboardBodySettings(
+                        region=args.region,
+                        namespace=args.metrics_namespace,
+                        widget_function_arn=v[0],
+                        aggregator_function_name=v[1],
+                        widget_function_name=v[2],
+                        table_name=v[3],
+                        failed_queue_name=v[4],
+                        metrics_log_group=v[5],
+                        events_log_group=v[6],
+                        subscription_filter_name=filter_name,
+                        collector=CollectorHealth(**dict(zip(health_names, v[7:], strict=True))),
+                        promql_teams=args.promql_teams,
+                    )
+                )
+            )
+        )
+        dashboard = aws.cloudwatch.Dashboard(name, dashboard_name=name, dashboard_body=body, opts=child)
+        viewer = aws.iam.Policy(
+            f"{name}-viewer",
+            description="View the Claude Code dashboard: read it and render its custom widgets, nothing more",
+            policy=pulumi.Output.all(dashboard.dashboard_arn, widget.function.arn).apply(
+                lambda v: json.dumps(viewer_policy(v[0], v[1]))
+            ),
+            tags=tags,
+            opts=child,
+        )
+
+        self._alarms(name, args, aggregator.function, widget.function, table, failed, log_groups, filter_name, tags)
+
+        self.table_name = table.name
+        self.dashboard_name = dashboard.dashboard_name
+        self.widget_function_arn = widget.function.arn
+        self.failed_queue_url = failed.url
+        self.viewer_policy_arn = viewer.arn
+        self.register_outputs(
+            {
+                "tableName": self.table_name,
+                "dashboardName": self.dashboard_name,
+                "widgetFunctionArn": self.widget_function_arn,
+                "failedQueueUrl": self.failed_queue_url,
+                "viewerPolicyArn": self.viewer_policy_arn,
+            }
+        )
+
+    def _alarms(
+        self,
+        name: str,
+        args: DashboardArgs,
+        aggregator: aws.lambda_.Function,
+        widget: aws.lambda_.Function,
+        table: aws.dynamodb.Table,
+        failed: aws.sqs.Queue,
+        log_groups: Mapping[str, pulumi.Input[str]],
+        filter_name: str,
+        tags: Mapping[str, str],
+    ) -> None:
+        """Rollups that stop, fall behind or lose data page the operations topic."""
+        alarms: list[tuple[str, str, str, str, Mapping[str, pulumi.Input[str]], str, float]] = [
+            ("aggregator-errors", "The aggregator failed; Lambda retries, then queues the delivery",
+             "AWS/Lambda", "Errors", {"FunctionName": aggregator.name}, "Sum", 0),
+            ("aggregator-backlog", "Deliveries wait more than 10 minutes for the aggregator: the dashboard lags",
+             "AWS/Lambda", "AsyncEventAge", {"FunctionName": aggregator.name}, "Maximum", BACKLOG_ALARM_MS),
+            ("aggregator-dropped", "Lambda dropped deliveries to the aggregator (too old or throttled too long)",
+             "AWS/Lambda", "AsyncEventsDropped", {"FunctionName": aggregator.name}, "Sum", 0),
+            ("widget-errors", "The dashboard's custom widgets fail to render",
+             "AWS/Lambda", "Errors", {"FunctionName": widget.name}, "Sum", 0),
+            ("rollup-write-throttles", "DynamoDB throttled writes to the rollup table",
+             "AWS/DynamoDB", "WriteThrottleEvents", {"TableName": table.name}, "Sum", 0),
+            ("rollup-read-throttles", "DynamoDB throttled widget reads of the rollup table",
+             "AWS/DynamoDB", "ReadThrottleEvents", {"TableName": table.name}, "Sum", 0),
+            ("failed-events", "The failed-event queue holds log events or deliveries the aggregator could not use",
+             "AWS/SQS", "ApproximateNumberOfMessagesVisible", {"QueueName": failed.name}, "Maximum", 0),
+        ]  # fmt: skip
+        for kind, group in log_groups.items():
+            alarms.append(
+                (
+                    f"{kind}-subscription",
+                    f"CloudWatch Logs could not deliver {kind} log events to the aggregator",
+                    "AWS/Logs",
+                    "DeliveryErrors",
+                    {"LogGroupName": group, "DestinationType": "Lambda", "FilterName": filter_name},
+                    "Sum",
+                    0,
+                )
+            )
+        for suffix, description, namespace, metric_name, dimensions, statistic, threshold in alarms:
+            aws.cloudwatch.MetricAlarm(
+                f"{name}-{suffix}",
+                alarm_description=description,
+                namespace=namespace,
+                metric_name=metric_name,
+                dimensions=dict(dimensions),
+                statistic=statistic,
+                period=300,
+                evaluation_periods=1,
+                threshold=threshold,
+                comparison_operator="GreaterThanThreshold",
+                treat_missing_data="notBreaching",
+                alarm_actions=[args.alarm_topic_arn],
+                ok_actions=[args.alarm_topic_arn],
+                tags=dict(tags),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
