@@ -307,5 +307,11 @@ def test_enabled_collector_needs_a_certificate_source() -> None:
 
 
 def test_sections_arrive_as_json_text_as_pulumi_passes_them() -> None:
-    raw = {"aws:region": "eu-west-1", f"{PROJECT}:dashboard": '{"enabled": true, "rollupTtlDays": 30}'}
+    raw = {"aws:region": "eu-west-1", f"{PROJECT}:dashboard": '{"enabled": false, "rollupTtlDays": 30}'}
     assert parse_stack_config(raw, "Pulumi.dev.yaml").dashboard.rollup_ttl_days == 30
+
+
+def test_the_dashboard_needs_the_collector() -> None:
+    raw = {"aws:region": "eu-west-1", f"{PROJECT}:dashboard": {"enabled": True}}
+    with pytest.raises(ConfigError, match=r"dashboard.enabled needs collector.enabled"):
+        parse_stack_config(raw, "Pulumi.dev.yaml")
