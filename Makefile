@@ -54,6 +54,7 @@ test: lint typecheck workflows pytest
 bench: setup
 	$(RUN) python -m benchmarks.collector_series --write-readme
 	$(RUN) python -m benchmarks.analytics_transform --write-readme
+	$(RUN) python -m benchmarks.dashboard --write-readme
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache
