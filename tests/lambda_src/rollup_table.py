@@ -70,7 +70,7 @@ class Deployed:
         return scanned
 
     def queued(self) -> list[dict[str, Any]]:
-        messages = []
+        messages: list[dict[str, Any]] = []
         while True:
             received = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
             if not received:
