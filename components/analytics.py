@@ -213,24 +213,11 @@ def firehose_policy(
     }
 
 
-def transform_policy(stream_arns: Sequence[str], log_group_arn: str) -> dict[str, Any]:
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "PutRowsBack",
-                "Effect": "Allow",
-                "Action": "firehose:PutRecordBatch",
-                "Resource": list(stream_arns),
-            },
-            {
-                "Sid": "WriteOwnLogs",
-                "Effect": "Allow",
-                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                "Resource": f"{log_group_arn}:*",
-            },
-        ],
-    }
+def transform_statements(stream_arns: Sequence[str]) -> list[dict[str, Any]]:
+    """Put rows back into the streams."""
+    return [
+        {"Sid": "PutRowsBack", "Effect": "Allow", "Action": "firehose:PutRecordBatch", "Resource": list(stream_arns)}
+    ]
 
 
 def subscription_policy(stream_arns: Sequence[str]) -> dict[str, Any]:
@@ -502,14 +489,7 @@ class Analytics(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[firehose_role_policy]),
             )
         stream_arns = pulumi.Output.all(*[stream.arn for stream in streams.values()])
-        aws.iam.RolePolicy(
-            f"{name}-transform",
-            role=transform_function.role.id,
-            policy=pulumi.Output.all(stream_arns, transform_function.log_group.arn).apply(
-                lambda v: json.dumps(transform_policy(v[0], v[1]))
-            ),
-            opts=child,
-        )
+        transform_function.allow(stream_arns.apply(transform_statements))
 
         # Subscriptions: one per log group (a log group takes at most two) -------------------------------
         subscription_role = aws.iam.Role(

@@ -144,10 +144,10 @@ def guardrail_policy(max_age_days: int, account_id: str, partition: str) -> dict
     }
 
 
-def watcher_policy(
-    user_arns: Sequence[str], namespace: str, topic_arn: str, topic_key_arn: str | None, log_group_arn: str
-) -> dict[str, Any]:
-    """List the ingest users' keys, write one metric namespace, publish to one topic, write its own logs."""
+def watcher_statements(
+    user_arns: Sequence[str], namespace: str, topic_arn: str, topic_key_arn: str | None
+) -> list[dict[str, Any]]:
+    """List the ingest users' keys, write one metric namespace, publish to one topic."""
     statements: list[dict[str, Any]] = [
         {
             "Sid": "ListIngestKeys",
@@ -163,12 +163,6 @@ def watcher_policy(
             "Condition": {"StringEquals": {"cloudwatch:namespace": namespace}},
         },
         {"Sid": "WarnOperations", "Effect": "Allow", "Action": "sns:Publish", "Resource": topic_arn},
-        {
-            "Sid": "WriteOwnLogs",
-            "Effect": "Allow",
-            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-            "Resource": f"{log_group_arn}:*",
-        },
     ]
     if topic_key_arn:
         statements.append(
@@ -179,7 +173,7 @@ def watcher_policy(
                 "Resource": topic_key_arn,
             }
         )
-    return {"Version": "2012-10-17", "Statement": statements}
+    return statements
 
 
 class BearerTokenIngest(pulumi.ComponentResource):
@@ -291,20 +285,12 @@ class BearerTokenIngest(pulumi.ComponentResource):
             tags=tags,
         )
         watcher = expiry.function
-        aws.iam.RolePolicy(
-            f"{name}-key-expiry",
-            role=expiry.role.id,
-            policy=pulumi.Output.all(
+        expiry.allow(
+            pulumi.Output.all(
                 pulumi.Output.all(*[user.arn for user in users.values()]),
                 args.alarm_topic_arn,
                 args.alarm_topic_key_arn,
-                expiry.log_group.arn,
-            ).apply(
-                lambda values: json.dumps(
-                    watcher_policy(values[0], args.metrics_namespace, values[1], values[2], values[3])
-                )
-            ),
-            opts=child,
+            ).apply(lambda values: watcher_statements(values[0], args.metrics_namespace, values[1], values[2]))
         )
         schedule = aws.cloudwatch.EventRule(
             f"{name}-key-expiry",

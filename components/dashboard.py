@@ -66,52 +66,34 @@ class DashboardArgs:
         return found
 
 
-def aggregator_policy(table_arn: str, queue_arn: str, log_group_arn: str) -> dict[str, Any]:
-    """Read and write rollups (transactions check and update items), queue failed events, write its own logs."""
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "WriteRollups",
-                "Effect": "Allow",
-                "Action": [
-                    "dynamodb:BatchGetItem",
-                    "dynamodb:GetItem",
-                    "dynamodb:PutItem",
-                    "dynamodb:UpdateItem",
-                    "dynamodb:ConditionCheckItem",
-                ],
-                "Resource": table_arn,
-            },
-            {"Sid": "QueueFailedEvents", "Effect": "Allow", "Action": "sqs:SendMessage", "Resource": queue_arn},
-            {
-                "Sid": "WriteOwnLogs",
-                "Effect": "Allow",
-                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                "Resource": f"{log_group_arn}:*",
-            },
-        ],
-    }
+def aggregator_statements(table_arn: str, queue_arn: str) -> list[dict[str, Any]]:
+    """Read and write rollups (transactions check and update items), queue failed events."""
+    return [
+        {
+            "Sid": "WriteRollups",
+            "Effect": "Allow",
+            "Action": [
+                "dynamodb:BatchGetItem",
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:ConditionCheckItem",
+            ],
+            "Resource": table_arn,
+        },
+        {"Sid": "QueueFailedEvents", "Effect": "Allow", "Action": "sqs:SendMessage", "Resource": queue_arn},
+    ]
 
 
-def widget_policy(table_arn: str, log_group_arn: str) -> dict[str, Any]:
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "ReadRollups",
-                "Effect": "Allow",
-                "Action": ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"],
-                "Resource": table_arn,
-            },
-            {
-                "Sid": "WriteOwnLogs",
-                "Effect": "Allow",
-                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                "Resource": f"{log_group_arn}:*",
-            },
-        ],
-    }
+def widget_statements(table_arn: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "Sid": "ReadRollups",
+            "Effect": "Allow",
+            "Action": ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"],
+            "Resource": table_arn,
+        }
+    ]
 
 
 def viewer_policy(dashboard_arn: str, widget_function_arn: str) -> dict[str, Any]:
@@ -215,13 +197,8 @@ class Dashboard(pulumi.ComponentResource):
             log_retention_days=args.log_retention_days,
             tags=tags,
         )
-        aggregator_role_policy = aws.iam.RolePolicy(
-            f"{name}-aggregator",
-            role=aggregator.role.id,
-            policy=pulumi.Output.all(table.arn, failed.arn, aggregator.log_group.arn).apply(
-                lambda v: json.dumps(aggregator_policy(v[0], v[1], v[2]))
-            ),
-            opts=child,
+        aggregator_role_policy = aggregator.allow(
+            pulumi.Output.all(table.arn, failed.arn).apply(lambda v: aggregator_statements(v[0], v[1]))
         )
         aws.lambda_.FunctionEventInvokeConfig(
             f"{name}-aggregator",
@@ -267,14 +244,7 @@ class Dashboard(pulumi.ComponentResource):
             log_retention_days=args.log_retention_days,
             tags=tags,
         )
-        aws.iam.RolePolicy(
-            f"{name}-widget",
-            role=widget.role.id,
-            policy=pulumi.Output.all(table.arn, widget.log_group.arn).apply(
-                lambda v: json.dumps(widget_policy(v[0], v[1]))
-            ),
-            opts=child,
-        )
+        widget.allow(table.arn.apply(widget_statements))
         health_names = sorted(CollectorHealth.__dataclass_fields__)
         body = pulumi.Output.all(
             widget.function.arn,

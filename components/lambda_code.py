@@ -4,9 +4,10 @@ nothing else) and the function itself with its role and log group."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -38,13 +39,37 @@ def handler_name(function: str) -> str:
     return f"lambda_src.{function}.handler.handler"
 
 
+def own_logs_statement(log_group_arn: str) -> dict[str, Any]:
+    return {
+        "Sid": "WriteOwnLogs",
+        "Effect": "Allow",
+        "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+        "Resource": f"{log_group_arn}:*",
+    }
+
+
 @dataclass(frozen=True)
 class PythonFunction:
-    """A function from lambda_src/ with its own role and log group; the caller grants the role what it needs."""
+    """A function from lambda_src/ with its own role and log group; `allow` grants the role what it needs."""
 
+    name: str
     function: aws.lambda_.Function
     role: aws.iam.Role
     log_group: aws.cloudwatch.LogGroup
+    parent: pulumi.Resource
+
+    def allow(self, statements: pulumi.Input[Sequence[Mapping[str, Any]]]) -> aws.iam.RolePolicy:
+        """The role's policy: these statements, and writing the function's own log group."""
+        return aws.iam.RolePolicy(
+            self.name,
+            role=self.role.id,
+            policy=pulumi.Output.all(statements, self.log_group.arn).apply(
+                lambda values: json.dumps(
+                    {"Version": "2012-10-17", "Statement": [*values[0], own_logs_statement(values[1])]}
+                )
+            ),
+            opts=pulumi.ResourceOptions(parent=self.parent),
+        )
 
 
 def python_function(
@@ -94,4 +119,4 @@ def python_function(
         tags=dict(tags or {}),
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[log_group]),
     )
-    return PythonFunction(function, role, log_group)
+    return PythonFunction(resource_name, function, role, log_group, parent)

@@ -14,7 +14,7 @@ from components.bearer_token_ingest import (
     IngestTeam,
     credential_slots,
     guardrail_policy,
-    watcher_policy,
+    watcher_statements,
 )
 from components.claude_settings import direct_ingest_managed_settings
 from components.lambda_code import handler_name, package_files
@@ -180,8 +180,8 @@ def test_component_arguments_are_checked(change: dict[str, Any], message: str) -
 
 
 def test_watcher_policy_without_a_topic_key_grants_no_kms() -> None:
-    document = watcher_policy(["arn:aws:iam::1:user/u"], "N", "arn:aws:sns:eu-west-1:1:t", None, "arn:aws:logs:x")
-    assert "EncryptForTopic" not in {s["Sid"] for s in document["Statement"]}
+    statements = watcher_statements(["arn:aws:iam::1:user/u"], "N", "arn:aws:sns:eu-west-1:1:t", None)
+    assert "EncryptForTopic" not in {s["Sid"] for s in statements}
 
 
 def test_the_package_holds_the_function_and_the_shared_code_only() -> None:

@@ -19,7 +19,7 @@ from offline.preview import PROJECT_ROOT, PreviewResult
 def test_stack_previews_offline_without_mandatory_violations(fixture: str, request: pytest.FixtureRequest) -> None:
     result: PreviewResult = request.getfixturevalue(fixture)
     assert result.mandatory == []
-    assert result.seconds < 10
+    assert result.seconds < 30  # a regression guard, loose enough for a loaded CI machine
 
 
 @pytest.mark.parametrize("fixture", ["dev_preview", "prod_preview"])
