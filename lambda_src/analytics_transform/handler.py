@@ -37,6 +37,7 @@ from lambda_src.common.log_records import (
     metric_rows,
     parse_json,
     partition_of,
+    quarantine_reason,
     read_logs_batch,
 )
 from lambda_src.common.logs import log
@@ -94,14 +95,6 @@ def chunk_records(rows: Iterable[Row]) -> Iterator[tuple[Partition, bytes]]:
             size += len(line)
         if chunk:
             yield partition, b"".join(chunk)
-
-
-def quarantine_reason(error: Exception) -> str:
-    if isinstance(error, MalformedLogEventError):
-        return str(error)
-    if isinstance(error, json.JSONDecodeError):
-        return "message is not JSON"
-    return f"unexpected {type(error).__name__} while reading the log event"
 
 
 def quarantine_record(log_group: str, log_event: Mapping[str, Any], reason: str) -> bytes:

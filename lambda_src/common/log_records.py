@@ -272,3 +272,12 @@ def read_logs_batch(payload: bytes) -> Any:
         return parse_json(gzip.decompress(payload))
     except (OSError, EOFError, zlib.error, UnicodeDecodeError, ValueError):
         raise UnreadableBatchError("not a readable CloudWatch Logs batch (gzip/JSON)") from None
+
+
+def quarantine_reason(error: Exception) -> str:
+    """Why a log event could not be read, for the quarantine record and the log line."""
+    if isinstance(error, MalformedLogEventError):
+        return str(error)
+    if isinstance(error, json.JSONDecodeError):
+        return "message is not JSON"
+    return f"unexpected {type(error).__name__} while reading the log event"

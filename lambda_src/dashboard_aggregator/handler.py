@@ -27,7 +27,6 @@ import binascii
 import hashlib
 import json
 import os
-import random
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -39,18 +38,20 @@ from zoneinfo import ZoneInfo
 
 import boto3
 
+from lambda_src.common import dynamodb
 from lambda_src.common import rollups as keys
+from lambda_src.common.dynamodb import Key, key_value
 from lambda_src.common.log_records import (
     MalformedLogEventError,
     UnreadableBatchError,
     event_rows,
     metric_rows,
+    quarantine_reason,
     read_logs_batch,
 )
 from lambda_src.common.logs import log
 from lambda_src.common.pricing import TOKEN_TYPES, price_per_million
 
-Key = tuple[str, str]
 UserDay = tuple[str, str]  # (user, day)
 Kind = Literal["metrics", "events"]
 
@@ -267,14 +268,6 @@ def add_event_row(rollup: Rollup, values: Mapping[str, Any], periods: Periods) -
         rollup.add((events, f"other#{name}"), {"events": ONE}, expiry)
 
 
-def quarantine_reason(error: Exception) -> str:
-    if isinstance(error, MalformedLogEventError):
-        return str(error)
-    if isinstance(error, json.JSONDecodeError):
-        return "message is not JSON"
-    return f"unexpected {type(error).__name__} while reading the log event"
-
-
 def rollup_batch(batch: Any, settings: Settings, arrival_seconds: float) -> Rollup:
     """The additions of one decoded delivery. Malformed log events are quarantined, never fatal."""
     rollup = Rollup()
@@ -392,10 +385,6 @@ def number(value: Decimal | int) -> dict[str, str]:
     """A DynamoDB number: exact to 12 decimals (a millionth of a cent), without an exponent."""
     rounded = Decimal(value).quantize(Decimal("1e-12"), context=NUMBER_CONTEXT).normalize(NUMBER_CONTEXT)
     return {"N": format(rounded, "f")}
-
-
-def key_value(key: Key) -> dict[str, Any]:
-    return {"pk": {"S": key[0]}, "sk": {"S": key[1]}}
 
 
 def update_action(
@@ -550,7 +539,7 @@ class RollupStore:
                 if reasons and reasons[0] == "ConditionalCheckFailed":
                     return  # the ledger has this chunk: an earlier attempt wrote it
                 log("INFO", "transaction cancelled, retrying", reasons=reasons, chunk=chunk.number, attempt=attempt)
-                self.pause(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))  # noqa: S311  jitter only
+                self.pause(dynamodb.backoff_seconds(attempt))
                 continue
             self.transactions += 1
             self.items_written += len(actions) + 1
@@ -573,25 +562,10 @@ class RollupStore:
     def batch_get(
         self, wanted: Sequence[Key], projection: str, names: Mapping[str, str] | None = None
     ) -> Iterator[dict[str, Any]]:
-        """Consistent reads of these items (those that exist), 100 keys per request, unprocessed keys retried."""
-        for start in range(0, len(wanted), 100):
-            request: dict[str, Any] = {
-                "Keys": [key_value(key) for key in wanted[start : start + 100]],
-                "ConsistentRead": True,
-                "ProjectionExpression": projection,
-            }
-            if names:
-                request["ExpressionAttributeNames"] = dict(names)
-            pending = {self.table: request}
-            for attempt in range(TRANSACT_ATTEMPTS):
-                response = self.client.batch_get_item(RequestItems=pending)
-                yield from response.get("Responses", {}).get(self.table, [])
-                pending = response.get("UnprocessedKeys") or {}
-                if not pending:
-                    break
-                self.pause(min(2.0, 0.05 * 2**attempt))
-            else:
-                raise RuntimeError("DynamoDB left keys unprocessed after retries")
+        """Consistent reads of these items (those that exist)."""
+        return dynamodb.batch_get(
+            self.client, self.table, wanted, projection=projection, names=names, consistent=True, pause=self.pause
+        )
 
     # Top users ----------------------------------------------------------------------------------------
 
@@ -644,7 +618,7 @@ class RollupStore:
             try:
                 self.client.put_item(**put)
             except self.client.exceptions.ConditionalCheckFailedException:
-                self.pause(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))  # noqa: S311  jitter only
+                self.pause(dynamodb.backoff_seconds(attempt))
                 continue
             self.items_written += 1
             return

@@ -26,7 +26,9 @@ from zoneinfo import ZoneInfo
 
 import boto3
 
+from lambda_src.common import dynamodb
 from lambda_src.common import rollups as keys
+from lambda_src.common.dynamodb import plain_item
 from lambda_src.common.logs import log
 
 MAX_DAYS = 93
@@ -104,26 +106,12 @@ class RollupReader:
         return plain_item(item) if item else None
 
     def get_many(self, wanted: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
-        found: dict[tuple[str, str], dict[str, Any]] = {}
-        for start in range(0, len(wanted), 100):
-            pending: dict[str, Any] = {
-                self.table: {"Keys": [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in wanted[start : start + 100]]}
-            }
-            while pending:
-                response = self.client.batch_get_item(RequestItems=pending)
-                for item in response.get("Responses", {}).get(self.table, []):
-                    found[(item["pk"]["S"], item["sk"]["S"])] = plain_item(item)
-                pending = response.get("UnprocessedKeys") or {}
+        found = {
+            (item["pk"]["S"], item["sk"]["S"]): plain_item(item)
+            for item in dynamodb.batch_get(self.client, self.table, wanted)
+        }
         self.items_read += len(found)
         return found
-
-
-def plain_item(item: Mapping[str, Any]) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for name, typed in item.items():
-        kind, content = next(iter(typed.items()))
-        values[name] = float(content) if kind == "N" else content
-    return values
 
 
 def add_up(items: Iterable[Mapping[str, Any]], names: Sequence[str] | None = None) -> dict[str, float]:
