@@ -20,6 +20,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from components.alarms import Alarm, raise_alarms
 from components.analytics_queries import QuerySettings, named_queries
 from components.iam import service_trust_policy
 from components.lambda_code import python_function
@@ -622,71 +623,45 @@ class Analytics(pulumi.ComponentResource):
         tags: Mapping[str, str],
     ) -> None:
         """Data that stops arriving or cannot be delivered pages the operations topic."""
-        child = pulumi.ResourceOptions(parent=self)
-        common: dict[str, Any] = {
-            "alarm_actions": [args.alarm_topic_arn],
-            "ok_actions": [args.alarm_topic_arn],
-            "tags": dict(tags),
-            "opts": child,
-        }
-        aws.cloudwatch.MetricAlarm(
-            f"{name}-transform-errors",
-            alarm_description="The analytics transform failed: Firehose retries, then sends the records to errors/",
-            namespace="AWS/Lambda",
-            metric_name="Errors",
-            dimensions={"FunctionName": transform.name},
-            statistic="Sum",
-            period=300,
-            evaluation_periods=1,
-            threshold=0,
-            comparison_operator="GreaterThanThreshold",
-            treat_missing_data="notBreaching",
-            **common,
-        )
+        alarms = [
+            Alarm(
+                "transform-errors",
+                "The analytics transform failed: Firehose retries, then sends the records to errors/",
+                "AWS/Lambda",
+                "Errors",
+                {"FunctionName": transform.name},
+            )
+        ]
         for table, stream in streams.items():
-            aws.cloudwatch.MetricAlarm(
-                f"{name}-{table}-freshness",
-                alarm_description=f"{table}: the oldest record in Firehose waits longer than three buffer intervals",
-                namespace="AWS/Firehose",
-                metric_name="DeliveryToS3.DataFreshness",
-                dimensions={"DeliveryStreamName": stream.name},
-                statistic="Maximum",
-                period=300,
-                evaluation_periods=3,
-                threshold=3 * args.buffering_interval_seconds,
-                comparison_operator="GreaterThanThreshold",
-                treat_missing_data="notBreaching",
-                **common,
-            )
-            aws.cloudwatch.MetricAlarm(
-                f"{name}-{table}-conversion",
-                alarm_description=f"{table}: records failed Parquet conversion and went to errors/{table}/",
-                namespace="AWS/Firehose",
-                metric_name="FailedConversion.Records",
-                dimensions={"DeliveryStreamName": stream.name},
-                statistic="Sum",
-                period=300,
-                evaluation_periods=1,
-                threshold=0,
-                comparison_operator="GreaterThanThreshold",
-                treat_missing_data="notBreaching",
-                **common,
-            )
-            aws.cloudwatch.MetricAlarm(
-                f"{name}-{table}-subscription",
-                alarm_description=f"{table}: CloudWatch Logs could not deliver log events to Firehose",
-                namespace="AWS/Logs",
-                metric_name="DeliveryErrors",
-                dimensions={
-                    "LogGroupName": log_groups[table],
-                    "DestinationType": "Firehose",
-                    "FilterName": f"{name}-analytics",
-                },
-                statistic="Sum",
-                period=300,
-                evaluation_periods=1,
-                threshold=0,
-                comparison_operator="GreaterThanThreshold",
-                treat_missing_data="notBreaching",
-                **common,
-            )
+            stream_of = {"DeliveryStreamName": stream.name}
+            alarms += [
+                Alarm(
+                    f"{table}-freshness",
+                    f"{table}: the oldest record in Firehose waits longer than three buffer intervals",
+                    "AWS/Firehose",
+                    "DeliveryToS3.DataFreshness",
+                    stream_of,
+                    statistic="Maximum",
+                    threshold=3 * args.buffering_interval_seconds,
+                    evaluation_periods=3,
+                ),
+                Alarm(
+                    f"{table}-conversion",
+                    f"{table}: records failed Parquet conversion and went to errors/{table}/",
+                    "AWS/Firehose",
+                    "FailedConversion.Records",
+                    stream_of,
+                ),
+                Alarm(
+                    f"{table}-subscription",
+                    f"{table}: CloudWatch Logs could not deliver log events to Firehose",
+                    "AWS/Logs",
+                    "DeliveryErrors",
+                    {
+                        "LogGroupName": log_groups[table],
+                        "DestinationType": "Firehose",
+                        "FilterName": f"{name}-analytics",
+                    },
+                ),
+            ]
+        raise_alarms(name, alarms, args.alarm_topic_arn, tags, parent=self)

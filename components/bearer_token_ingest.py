@@ -18,6 +18,7 @@ from typing import Any, Literal
 import pulumi
 import pulumi_aws as aws
 
+from components.alarms import Alarm, raise_alarms
 from components.claude_settings import direct_ingest_managed_settings
 from components.collector_config import COST_CENTER, DEPARTMENT, TEAM
 from components.lambda_code import python_function
@@ -308,22 +309,21 @@ class BearerTokenIngest(pulumi.ComponentResource):
             opts=child,
         )
         aws.cloudwatch.EventTarget(f"{name}-key-expiry", rule=schedule.name, arn=watcher.arn, opts=child)
-        aws.cloudwatch.MetricAlarm(
-            f"{name}-key-expiry-errors",
-            alarm_description="The ingest key watcher failed: key expiry is not being checked",
-            namespace="AWS/Lambda",
-            metric_name="Errors",
-            dimensions={"FunctionName": watcher.name},
-            statistic="Sum",
-            period=86_400,
-            evaluation_periods=1,
-            threshold=0,
-            comparison_operator="GreaterThanThreshold",
-            treat_missing_data="notBreaching",
-            alarm_actions=[args.alarm_topic_arn],
-            ok_actions=[args.alarm_topic_arn],
-            tags=tags,
-            opts=child,
+        raise_alarms(
+            name,
+            [
+                Alarm(
+                    "key-expiry-errors",
+                    "The ingest key watcher failed: key expiry is not being checked",
+                    "AWS/Lambda",
+                    "Errors",
+                    {"FunctionName": watcher.name},
+                    period=86_400,
+                )
+            ],
+            args.alarm_topic_arn,
+            tags,
+            parent=self,
         )
 
         self.user_names = pulumi.Output.all(**{team: user.name for team, user in users.items()})

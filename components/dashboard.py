@@ -17,6 +17,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from components.alarms import Alarm, raise_alarms
 from components.dashboard_body import CollectorHealth, DashboardBodySettings, dashboard_body
 from components.lambda_code import python_function
 from lambda_src.common.rollups import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
@@ -316,49 +317,31 @@ class Dashboard(pulumi.ComponentResource):
         tags: Mapping[str, str],
     ) -> None:
         """Rollups that stop, fall behind or lose data page the operations topic."""
-        alarms: list[tuple[str, str, str, str, Mapping[str, pulumi.Input[str]], str, float]] = [
-            ("aggregator-errors", "The aggregator failed; Lambda retries, then queues the delivery",
-             "AWS/Lambda", "Errors", {"FunctionName": aggregator.name}, "Sum", 0),
-            ("aggregator-backlog", "Deliveries wait more than 10 minutes for the aggregator: the dashboard lags",
-             "AWS/Lambda", "AsyncEventAge", {"FunctionName": aggregator.name}, "Maximum", BACKLOG_ALARM_MS),
-            ("aggregator-dropped", "Lambda dropped deliveries to the aggregator (too old or throttled too long)",
-             "AWS/Lambda", "AsyncEventsDropped", {"FunctionName": aggregator.name}, "Sum", 0),
-            ("widget-errors", "The dashboard's custom widgets fail to render",
-             "AWS/Lambda", "Errors", {"FunctionName": widget.name}, "Sum", 0),
-            ("rollup-write-throttles", "DynamoDB throttled writes to the rollup table",
-             "AWS/DynamoDB", "WriteThrottleEvents", {"TableName": table.name}, "Sum", 0),
-            ("rollup-read-throttles", "DynamoDB throttled widget reads of the rollup table",
-             "AWS/DynamoDB", "ReadThrottleEvents", {"TableName": table.name}, "Sum", 0),
-            ("failed-events", "The failed-event queue holds log events or deliveries the aggregator could not use",
-             "AWS/SQS", "ApproximateNumberOfMessagesVisible", {"QueueName": failed.name}, "Maximum", 0),
+        function_of = {"FunctionName": aggregator.name}
+        alarms = [
+            Alarm("aggregator-errors", "The aggregator failed; Lambda retries, then queues the delivery",
+                  "AWS/Lambda", "Errors", function_of),
+            Alarm("aggregator-backlog", "Deliveries wait more than 10 minutes for the aggregator: the dashboard lags",
+                  "AWS/Lambda", "AsyncEventAge", function_of, statistic="Maximum", threshold=BACKLOG_ALARM_MS),
+            Alarm("aggregator-dropped", "Lambda dropped deliveries to the aggregator (too old or throttled too long)",
+                  "AWS/Lambda", "AsyncEventsDropped", function_of),
+            Alarm("widget-errors", "The dashboard's custom widgets fail to render",
+                  "AWS/Lambda", "Errors", {"FunctionName": widget.name}),
+            Alarm("rollup-write-throttles", "DynamoDB throttled writes to the rollup table",
+                  "AWS/DynamoDB", "WriteThrottleEvents", {"TableName": table.name}),
+            Alarm("rollup-read-throttles", "DynamoDB throttled widget reads of the rollup table",
+                  "AWS/DynamoDB", "ReadThrottleEvents", {"TableName": table.name}),
+            Alarm("failed-events", "The failed-event queue holds log events or deliveries the aggregator could not use",
+                  "AWS/SQS", "ApproximateNumberOfMessagesVisible", {"QueueName": failed.name}, statistic="Maximum"),
         ]  # fmt: skip
-        for kind, group in log_groups.items():
-            alarms.append(
-                (
-                    f"{kind}-subscription",
-                    f"CloudWatch Logs could not deliver {kind} log events to the aggregator",
-                    "AWS/Logs",
-                    "DeliveryErrors",
-                    {"LogGroupName": group, "DestinationType": "Lambda", "FilterName": filter_name},
-                    "Sum",
-                    0,
-                )
+        alarms += [
+            Alarm(
+                f"{kind}-subscription",
+                f"CloudWatch Logs could not deliver {kind} log events to the aggregator",
+                "AWS/Logs",
+                "DeliveryErrors",
+                {"LogGroupName": group, "DestinationType": "Lambda", "FilterName": filter_name},
             )
-        for suffix, description, namespace, metric_name, dimensions, statistic, threshold in alarms:
-            aws.cloudwatch.MetricAlarm(
-                f"{name}-{suffix}",
-                alarm_description=description,
-                namespace=namespace,
-                metric_name=metric_name,
-                dimensions=dict(dimensions),
-                statistic=statistic,
-                period=300,
-                evaluation_periods=1,
-                threshold=threshold,
-                comparison_operator="GreaterThanThreshold",
-                treat_missing_data="notBreaching",
-                alarm_actions=[args.alarm_topic_arn],
-                ok_actions=[args.alarm_topic_arn],
-                tags=dict(tags),
-                opts=pulumi.ResourceOptions(parent=self),
-            )
+            for kind, group in log_groups.items()
+        ]
+        raise_alarms(name, alarms, args.alarm_topic_arn, tags, parent=self)
