@@ -15,21 +15,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from lambda_src.common.quota_policies import QuotaPolicy
+
 UNATTRIBUTED_USER = "(unattributed)"
 TOKEN_METRIC = "claude_code.token.usage"
-
-
-@dataclass(frozen=True)
-class QuotaPolicy:
-    """Limits of one quota policy; None is not enforced, 0 disables."""
-
-    scope: str
-    """default, department, team or user."""
-    name: str = ""
-    daily_tokens: float | None = None
-    monthly_tokens: float | None = None
-    daily_usd: float | None = None
-    monthly_usd: float | None = None
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,16 @@ and no partition takes every write. Days and months are calendar periods in the 
 | day totals of the events           | EVENTS#<yyyy-mm-dd>        | <event>#<model/tool/...>        |
 | data quality of a day              | QUALITY#<yyyy-mm-dd>       | <aspect>#<value>                |
 | batches already applied            | LEDGER#<batch id>          | <chunk number>                  |
+| users near their quota (monitor)   | QUOTA#<yyyy-mm-dd>         | NEAR                            |
+
+The user day and month items also carry `usage_period` (`DAY#<day>#<shard>` or `MONTH#<month>#<shard>`, the
+shard a stable hash of the user): the sparse index USAGE_INDEX lists every user with usage in a period, with
+the totals the quota monitor compares to the limits, in USAGE_INDEX_SHARDS partitions per period.
 """
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -31,6 +37,8 @@ PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE = "pk", "sk", "expires_at"
 BUCKET_SECONDS = 300
 TOP_USERS_KEPT = 25
 NO_VALUE = "-"
+UNATTRIBUTED = "unattributed"
+"""The group of data without that group's attribute."""
 
 # Usage counters of a user, a group, a day: one attribute each.
 TOKEN_ATTRIBUTES = {token_type: f"tokens_{token_type}" for token_type in TOKEN_TYPES}
@@ -51,6 +59,20 @@ USAGE_COUNTERS = (
 )
 GROUP_DIMENSIONS = {"department": "department", "team": "team_id", "cost_center": "cost_center"}
 """Group dimension -> the record column that carries it."""
+
+USAGE_INDEX = "usage-by-period"
+USAGE_INDEX_KEY = "usage_period"
+USAGE_INDEX_SHARDS = 8
+USAGE_INDEX_ATTRIBUTES = (
+    "user",
+    "source",
+    *GROUP_DIMENSIONS,
+    "tokens",
+    *TOKEN_ATTRIBUTES.values(),
+    "cost_usd",
+    "unpriced_tokens",
+)
+"""What the usage index projects besides the keys: the user's labels and the totals quotas are about."""
 
 LATENCY_BOUNDS_MS = (500, 1000, 2000, 5000, 10_000, 20_000, 30_000, 60_000, 120_000)
 """Upper bounds of the API latency histogram bins; one more bin holds everything slower."""
@@ -166,3 +188,24 @@ def quality_pk(day: str) -> str:
 
 def ledger_pk(batch_id: str) -> str:
     return f"LEDGER#{batch_id}"
+
+
+def usage_shard(user: str) -> int:
+    return int.from_bytes(hashlib.blake2b(user.encode(), digest_size=2).digest(), "big") % USAGE_INDEX_SHARDS
+
+
+def usage_period(period_sk: str, user: str) -> str:
+    """The usage index key of a user's day or month item (`period_sk` is its sort key)."""
+    return f"{period_sk}#{usage_shard(user)}"
+
+
+def usage_periods(period_sk: str) -> list[str]:
+    """Every usage index key of a period: query them all to list its users."""
+    return [f"{period_sk}#{shard}" for shard in range(USAGE_INDEX_SHARDS)]
+
+
+def quota_pk(day: str) -> str:
+    return f"QUOTA#{day}"
+
+
+QUOTA_NEAR_SK = "NEAR"

@@ -213,7 +213,7 @@ def add_metric_row(rollup: Rollup, values: Mapping[str, Any], periods: Periods) 
         total["cost_usd"] = deltas["cost_usd"]
     rollup.add((keys.total_pk(short_name, day), keys.total_sk(bucket, values.get("type"), model)), total, day_expiry)
     rollup.add((keys.day_pk(month), keys.day_sk(day, model)), deltas, periods.month_expiry(month))
-    groups = {dimension: values.get(column) or "unattributed" for dimension, column in keys.GROUP_DIMENSIONS.items()}
+    groups = {dimension: values.get(column) or keys.UNATTRIBUTED for dimension, column in keys.GROUP_DIMENSIONS.items()}
     for dimension, group in groups.items():
         rollup.add((keys.group_pk(day), keys.group_sk(dimension, group)), deltas, day_expiry)
     user = values.get("user_key")
@@ -227,6 +227,7 @@ def add_metric_row(rollup: Rollup, values: Mapping[str, Any], periods: Periods) 
         item = (keys.user_pk(user), sort_key)
         rollup.add(item, deltas, expiry)
         rollup.labels[item].update(labels)
+        rollup.labels[item][keys.USAGE_INDEX_KEY] = keys.usage_period(sort_key, user)
     rollup.presence[(user, day)].add(bucket)
     rollup.user_groups.setdefault((user, day), groups)
 

@@ -7,7 +7,8 @@ items it reads depends on the days, models, groups and the `limit` parameter, ne
 Without data it says so, and says why there may be none yet.
 
 Widgets: active_users, cost, top_users (measure: tokens | cost_usd, period: day | month, limit), groups
-(dimension: department | team | cost_center), api_errors, api_latency, tool_results, data_quality.
+(dimension: department | team | cost_center), api_errors, api_latency, tool_results, data_quality, quota (the
+quota monitor's list of users near or over their limits).
 
 Environment: TABLE_NAME, TIME_ZONE.
 """
@@ -459,6 +460,55 @@ def data_quality(reader: RollupReader, selected: Range, params: Mapping[str, Any
     )
 
 
+QUOTA_LIMIT_LABELS = {
+    "daily_tokens": "daily tokens",
+    "monthly_tokens": "monthly tokens",
+    "daily_usd": "daily USD",
+    "monthly_usd": "monthly USD",
+}
+
+
+def quota(reader: RollupReader, selected: Range, params: Mapping[str, Any], zone: ZoneInfo) -> str:
+    """Users at or above the first alert threshold of their quota, most first, as of the quota monitor's latest
+    run on the range's last day."""
+    day = selected.days[-1]
+    near = reader.get(keys.quota_pk(day), keys.QUOTA_NEAR_SK)
+    if near is None:
+        return (
+            f'{STYLE}<p class="muted">No data yet: the quota monitor has not recorded a run for {esc(day)}. It writes '
+            "this list on every scheduled run once the Quota component is enabled; if it is, check the monitor's "
+            "errors.</p>"
+        )
+    entries = json.loads(near["entries"])
+    headline = (
+        f'<p><span class="big">{fmt(near.get("users_over", 0.0))}</span> over quota, '
+        f'<span class="big">{fmt(near.get("users_near", 0.0))}</span> at or above their first alert threshold, '
+        f"of {fmt(near.get('users_checked', 0.0))} users with usage; updated {esc(near.get('updated_at', ''))}</p>"
+    )
+    if not entries:
+        return STYLE + headline + '<p class="muted">Nobody is near a quota limit.</p>'
+    rows = []
+    for entry in entries:
+        usd = entry["limit"].endswith("_usd")
+        unit = "$" if usd else ""
+        rows.append(
+            [
+                esc(entry["user"]),
+                esc(QUOTA_LIMIT_LABELS.get(entry["limit"], entry["limit"])),
+                fmt(float(entry["used"]), unit),
+                fmt(float(entry["quota"]), unit),
+                f"{float(entry['percent']):.0f}%",
+                bar(min(float(entry["percent"]), 150.0), 150.0),
+                f"{float(entry['projected_percent']):.0f}%",
+                esc(entry["policy"]),
+            ]
+        )
+    shown = "" if len(entries) >= near.get("users_near", 0.0) else f'<p class="muted">The first {len(entries)}.</p>'
+    return (
+        STYLE + headline + table(["User", "Limit", "Used", "Quota", "Percent", "", "Projected", "Policy"], rows) + shown
+    )
+
+
 Widget = Callable[[RollupReader, Range, Mapping[str, Any], ZoneInfo], str]
 WIDGETS: dict[str, Widget] = {
     "active_users": active_users,
@@ -469,6 +519,7 @@ WIDGETS: dict[str, Widget] = {
     "api_latency": api_latency,
     "tool_results": tool_results,
     "data_quality": data_quality,
+    "quota": quota,
 }
 
 DESCRIPTION = (

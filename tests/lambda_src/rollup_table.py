@@ -19,16 +19,28 @@ SONNET_VERSION = "claude-sonnet-4-5-20250929"
 
 
 def create_table(dynamodb: Any, name: str) -> None:
+    """The rollup table as the Dashboard component declares it with Quota enabled (with the usage index)."""
     dynamodb.create_table(
         TableName=name,
         BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[
             {"AttributeName": keys.PARTITION_KEY, "AttributeType": "S"},
             {"AttributeName": keys.SORT_KEY, "AttributeType": "S"},
+            {"AttributeName": keys.USAGE_INDEX_KEY, "AttributeType": "S"},
         ],
         KeySchema=[
             {"AttributeName": keys.PARTITION_KEY, "KeyType": "HASH"},
             {"AttributeName": keys.SORT_KEY, "KeyType": "RANGE"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": keys.USAGE_INDEX,
+                "KeySchema": [
+                    {"AttributeName": keys.USAGE_INDEX_KEY, "KeyType": "HASH"},
+                    {"AttributeName": keys.PARTITION_KEY, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(keys.USAGE_INDEX_ATTRIBUTES)},
+            }
         ],
     )
 

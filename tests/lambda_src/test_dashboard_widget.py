@@ -24,6 +24,7 @@ PARAMS: dict[str, dict[str, Any]] = {
     "api_latency": {},
     "tool_results": {},
     "data_quality": {},
+    "quota": {},
 }
 
 
