@@ -293,22 +293,7 @@ class BearerTokenIngest(pulumi.ComponentResource):
                 args.alarm_topic_key_arn,
             ).apply(lambda values: watcher_statements(values[0], args.metrics_namespace, values[1], values[2]))
         )
-        schedule = aws.cloudwatch.EventRule(
-            f"{name}-key-expiry",
-            description="Checks the Claude Code ingest keys every day",
-            schedule_expression=EXPIRY_SCHEDULE,
-            tags=tags,
-            opts=child,
-        )
-        aws.lambda_.Permission(
-            f"{name}-key-expiry",
-            action="lambda:InvokeFunction",
-            function=watcher.name,
-            principal="events.amazonaws.com",
-            source_arn=schedule.arn,
-            opts=child,
-        )
-        aws.cloudwatch.EventTarget(f"{name}-key-expiry", rule=schedule.name, arn=watcher.arn, opts=child)
+        expiry.run_on_schedule(EXPIRY_SCHEDULE, "Checks the Claude Code ingest keys every day", tags)
         raise_alarms(
             name,
             [

@@ -20,7 +20,14 @@ import pulumi_aws as aws
 from components.alarms import Alarm, raise_alarms
 from components.dashboard_body import CollectorHealth, DashboardBodySettings, dashboard_body
 from components.lambda_code import python_function
-from lambda_src.common.rollups import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
+from lambda_src.common.rollups import (
+    PARTITION_KEY,
+    SORT_KEY,
+    TTL_ATTRIBUTE,
+    USAGE_INDEX,
+    USAGE_INDEX_ATTRIBUTES,
+    USAGE_INDEX_KEY,
+)
 
 AGGREGATOR_FUNCTION = "dashboard_aggregator"
 WIDGET_FUNCTION = "dashboard_widget"
@@ -55,6 +62,9 @@ class DashboardArgs:
     log_retention_days: int = 30
     promql_teams: bool = False
     """Bearer-token ingest is enabled: add PromQL widgets per team."""
+    quota: bool = False
+    """Quota is enabled: give the table the usage index the quota monitor lists users with, and add the panel
+    of users near or over their quota."""
     tags: Mapping[str, str] = field(default_factory=dict)
 
     def problems(self) -> list[str]:
@@ -65,6 +75,19 @@ class DashboardArgs:
         if missing:
             found.append(f"collector_health needs {', '.join(missing)}")
         return found
+
+
+def usage_index() -> aws.dynamodb.TableGlobalSecondaryIndexArgs:
+    """Users with usage per day or month (sparse: only user items carry the key), sharded, with the totals."""
+    return aws.dynamodb.TableGlobalSecondaryIndexArgs(
+        name=USAGE_INDEX,
+        key_schemas=[
+            aws.dynamodb.TableGlobalSecondaryIndexKeySchemaArgs(attribute_name=USAGE_INDEX_KEY, key_type="HASH"),
+            aws.dynamodb.TableGlobalSecondaryIndexKeySchemaArgs(attribute_name=PARTITION_KEY, key_type="RANGE"),
+        ],
+        projection_type="INCLUDE",
+        non_key_attributes=list(USAGE_INDEX_ATTRIBUTES),
+    )
 
 
 def aggregator_statements(table_arn: str, queue_arn: str) -> list[dict[str, Any]]:
@@ -155,7 +178,11 @@ class Dashboard(pulumi.ComponentResource):
             billing_mode="PAY_PER_REQUEST",
             hash_key=PARTITION_KEY,
             range_key=SORT_KEY,
-            attributes=[{"name": PARTITION_KEY, "type": "S"}, {"name": SORT_KEY, "type": "S"}],
+            attributes=[
+                aws.dynamodb.TableAttributeArgs(name=key, type="S")
+                for key in (PARTITION_KEY, SORT_KEY, *([USAGE_INDEX_KEY] if args.quota else []))
+            ],
+            global_secondary_indexes=[usage_index()] if args.quota else None,
             ttl={"attribute_name": TTL_ATTRIBUTE, "enabled": True},
             server_side_encryption={"enabled": True},
             point_in_time_recovery={"enabled": args.point_in_time_recovery},
@@ -272,6 +299,7 @@ class Dashboard(pulumi.ComponentResource):
                         subscription_filter_name=filter_name,
                         collector=CollectorHealth(**dict(zip(health_names, v[7:], strict=True))),
                         promql_teams=args.promql_teams,
+                        quota=args.quota,
                     )
                 )
             )
@@ -290,6 +318,7 @@ class Dashboard(pulumi.ComponentResource):
         self._alarms(name, args, aggregator.function, widget.function, table, failed, log_groups, filter_name, tags)
 
         self.table_name = table.name
+        self.table_arn = table.arn
         self.dashboard_name = dashboard.dashboard_name
         self.widget_function_arn = widget.function.arn
         self.failed_queue_url = failed.url
@@ -297,6 +326,7 @@ class Dashboard(pulumi.ComponentResource):
         self.register_outputs(
             {
                 "tableName": self.table_name,
+                "tableArn": self.table_arn,
                 "dashboardName": self.dashboard_name,
                 "widgetFunctionArn": self.widget_function_arn,
                 "failedQueueUrl": self.failed_queue_url,

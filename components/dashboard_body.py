@@ -9,7 +9,7 @@ ingest (Path B), PromQL widgets chart the same usage per team from CloudWatch's 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from components.collector_config import TEAM
@@ -45,7 +45,8 @@ class DashboardBodySettings:
     collector: CollectorHealth
     promql_teams: bool = False
     """Bearer-token ingest is enabled: add the PromQL widgets (per team)."""
-    extra_widgets: Sequence[dict[str, Any]] = field(default_factory=tuple)
+    quota: bool = False
+    """Quota is enabled: add the users near or over their quota (the quota monitor's latest run)."""
 
 
 def text(markdown: str) -> dict[str, Any]:
@@ -171,6 +172,11 @@ def dashboard_body(settings: DashboardBodySettings) -> dict[str, Any]:
             height=8,
             measure="cost_usd",
             period="month",
+        ),
+        *(
+            [custom(settings, "Users near or over quota (latest quota run)", "quota", width=24, height=8)]
+            if settings.quota
+            else []
         ),
         text("## Productivity"),
         metric(
@@ -330,7 +336,6 @@ def dashboard_body(settings: DashboardBodySettings) -> dict[str, Any]:
                 f'sum by ({team}) (sum_over_time({{"claude_code.active_time.total"}}[{PERIOD}s]))',
             ),
         ]
-    widgets += list(settings.extra_widgets)
     return {"start": "-PT24H", "periodOverride": "inherit", "widgets": layout(widgets)}
 
 

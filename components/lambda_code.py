@@ -71,6 +71,26 @@ class PythonFunction:
             opts=pulumi.ResourceOptions(parent=self.parent),
         )
 
+    def run_on_schedule(
+        self, schedule_expression: str, description: str, tags: Mapping[str, str]
+    ) -> aws.cloudwatch.EventRule:
+        """An EventBridge rule that invokes the function on this schedule (`rate(...)` or `cron(...)`), and the
+        permission for exactly that rule to invoke it."""
+        child = pulumi.ResourceOptions(parent=self.parent)
+        rule = aws.cloudwatch.EventRule(
+            self.name, description=description, schedule_expression=schedule_expression, tags=dict(tags), opts=child
+        )
+        aws.lambda_.Permission(
+            self.name,
+            action="lambda:InvokeFunction",
+            function=self.function.name,
+            principal="events.amazonaws.com",
+            source_arn=rule.arn,
+            opts=child,
+        )
+        aws.cloudwatch.EventTarget(self.name, rule=rule.name, arn=self.function.arn, opts=child)
+        return rule
+
 
 def python_function(
     resource_name: str,

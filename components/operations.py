@@ -65,15 +65,20 @@ def alarm_topic_policy(topic_arn: str, account_id: str) -> dict[str, Any]:
                 "Resource": topic_arn,
                 "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
             },
-            {
-                "Sid": "DenyInsecureTransport",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": ["sns:Publish", "sns:Subscribe", "sns:Receive"],
-                "Resource": topic_arn,
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            },
+            topic_denies_insecure_transport(topic_arn),
         ],
+    }
+
+
+def topic_denies_insecure_transport(topic_arn: str) -> dict[str, Any]:
+    """Topic policy statement: nothing is published to, subscribed to or received from the topic without TLS."""
+    return {
+        "Sid": "DenyInsecureTransport",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": ["sns:Publish", "sns:Subscribe", "sns:Receive"],
+        "Resource": topic_arn,
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
     }
 
 

@@ -328,9 +328,13 @@ class QuotaConfig(_Section):
     schedule_minutes: int = Field(15, ge=5, le=1440)
     thresholds: list[Annotated[int, Field(ge=1, le=100)]] = Field([80, 90, 100], min_length=1)
     alert_emails: list[Email] = []
+    alert_https_endpoints: list[HttpsUrl] = []
     default: QuotaLimits = QuotaLimits()
     groups: list[GroupQuota] = []
     users: list[UserQuota] = []
+    log_retention_days: RetentionDays = 30
+
+    _retention = field_validator("log_retention_days")(_check_retention)
 
     @field_validator("time_zone")
     @classmethod
@@ -347,6 +351,16 @@ class QuotaConfig(_Section):
         if any(a >= b for a, b in itertools.pairwise(value)):
             raise ValueError("strictly ascending percentages from 1 to 100, such as [80, 90, 100]")
         return value
+
+    @model_validator(mode="after")
+    def _each_policy_once(self) -> QuotaConfig:
+        named = [f"groups {g.group_type} {g.name!r}" for g in self.groups] + [f"users {u.email!r}" for u in self.users]
+        repeated = sorted({name for name in named if named.count(name) > 1})
+        if repeated:
+            raise ValueError(
+                f"has a policy more than once ({', '.join(repeated)}): keep one entry per user and per group"
+            )
+        return self
 
 
 class BearerTeam(_Section):
@@ -464,6 +478,11 @@ class StackConfig(_Section):
                     f"{section}.enabled needs collector.enabled: {section} reads the collector's metrics and events "
                     "log groups"
                 )
+        if self.quota.enabled and not self.dashboard.enabled:
+            raise ValueError(
+                "quota.enabled needs dashboard.enabled: the quota monitor reads the usage the dashboard's aggregator "
+                "rolls up (one source of truth)"
+            )
         return self
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 import pulumi
 
 from components.analytics import Analytics, AnalyticsArgs
-from components.analytics_queries import QuerySettings, QuotaPolicy
+from components.analytics_queries import QuerySettings
 from components.bearer_token_ingest import BearerTokenIngest, BearerTokenIngestArgs, IngestTeam
 from components.collector import Collector, CollectorArgs, IdentityArgs, NetworkArgs
 from components.collector_config import IdentityClaimNames
 from components.dashboard import Dashboard, DashboardArgs
 from components.operations import Operations, OperationsArgs
+from components.quota import Quota, QuotaArgs
 from infra.config import (
     SECTION_KEYS,
     AnalyticsConfig,
@@ -24,11 +25,7 @@ from infra.config import (
     QuotaConfig,
     StackConfig,
 )
-
-# Sections whose component this version of the program does not deploy yet, with the issue that adds it.
-PENDING_COMPONENTS = {
-    "quota": 6,
-}
+from lambda_src.common.quota_policies import QuotaPolicy
 
 
 def enabled_sections(settings: StackConfig) -> list[str]:
@@ -43,14 +40,6 @@ def compose(settings: StackConfig, stack: str) -> dict[str, pulumi.Input[object]
     operations = Operations(f"{prefix}-ops", OperationsArgs(alarm_emails=list(settings.alarm_emails)))
 
     enabled = enabled_sections(settings)
-    for section in enabled:
-        if section in PENDING_COMPONENTS:
-            pulumi.log.warn(
-                f"{section} is enabled in Pulumi.{stack}.yaml, but this version of the program "
-                f"does not deploy it yet (issue #{PENDING_COMPONENTS[section]}); nothing is "
-                "created for it"
-            )
-
     outputs: dict[str, pulumi.Input[object]] = {
         "region": settings.region,
         "operationsTopicArn": operations.topic_arn,
@@ -86,6 +75,20 @@ def compose(settings: StackConfig, stack: str) -> dict[str, pulumi.Input[object]
                 "dashboardViewerPolicyArn": dashboard.viewer_policy_arn,
             }
         )
+        if settings.quota.enabled:
+            quota = Quota(
+                f"{prefix}-quota",
+                quota_args(settings, stack, dashboard, operations.topic_arn),
+            )
+            outputs.update(
+                {
+                    "quotaTable": quota.table_name,
+                    "quotaAlertTopicArn": quota.alert_topic_arn,
+                    "quotaMonitorFunction": quota.monitor_function_name,
+                }
+            )
+    elif settings.quota.enabled:  # StackConfig refuses this; other callers get told
+        raise ValueError("quota needs the dashboard: the monitor reads the usage the aggregator rolls up")
     if settings.analytics.enabled:
         if collector is None:  # StackConfig refuses this; other callers get told
             raise ValueError("analytics needs the collector: it reads the collector's log groups")
@@ -143,6 +146,29 @@ def dashboard_args(settings: StackConfig, collector: Collector, alarm_topic_arn:
         alarm_topic_arn=alarm_topic_arn,
         time_zone=settings.quota.time_zone,
         promql_teams=settings.bearer_token_ingest.enabled,
+        quota=settings.quota.enabled,
+    )
+
+
+def quota_args(
+    settings: StackConfig, stack: str, dashboard: Dashboard, alarm_topic_arn: pulumi.Input[str]
+) -> QuotaArgs:
+    """The Quota arguments from the `quota` section; the periods are the dashboard's (both follow
+    `quota.timeZone`), and the state table is protected like the rollup table."""
+    section = settings.quota
+    return QuotaArgs(
+        rollup_table_name=dashboard.table_name,
+        rollup_table_arn=dashboard.table_arn,
+        alarm_topic_arn=alarm_topic_arn,
+        policies=quota_policy_rows(section),
+        time_zone=section.time_zone,
+        schedule_minutes=section.schedule_minutes,
+        alert_emails=list(section.alert_emails),
+        alert_https_endpoints=list(section.alert_https_endpoints),
+        policy_source=f"Pulumi.{stack}.yaml (key claude-code-monitoring:quota)",
+        point_in_time_recovery=settings.dashboard.point_in_time_recovery,
+        deletion_protection=settings.dashboard.point_in_time_recovery,
+        log_retention_days=section.log_retention_days,
     )
 
 
@@ -169,11 +195,15 @@ def analytics_args(
 
 
 def quota_policy_rows(quota: QuotaConfig) -> list[QuotaPolicy]:
-    """The quota section's default, group and user policies, for the quota tracking query."""
+    """The quota section's default, group and user policies, each with the section's thresholds."""
+    thresholds = tuple(quota.thresholds)
     return [
-        QuotaPolicy("default", **quota.default.model_dump()),
-        *[QuotaPolicy(g.group_type, g.name, **g.model_dump(exclude={"group_type", "name"})) for g in quota.groups],
-        *[QuotaPolicy("user", u.email, **u.model_dump(exclude={"email"})) for u in quota.users],
+        QuotaPolicy("default", **quota.default.model_dump(), thresholds=thresholds),
+        *[
+            QuotaPolicy(g.group_type, g.name, **g.model_dump(exclude={"group_type", "name"}), thresholds=thresholds)
+            for g in quota.groups
+        ],
+        *[QuotaPolicy("user", u.email, **u.model_dump(exclude={"email"}), thresholds=thresholds) for u in quota.users],
     ]
 
 

@@ -120,6 +120,31 @@ BAD_VALUES = [
         'quota.groups[0].groupType must be one of "department", "team" (Pulumi.prod.yaml), got "division"',
     ),
     (
+        "threshold over 100",
+        [f"{PROJECT}:quota", "thresholds"],
+        [80, 120],
+        "quota.thresholds[1] must be an integer from 1 to 100 (Pulumi.prod.yaml), got 120",
+    ),
+    (
+        "invalid quota alert email",
+        [f"{PROJECT}:quota", "alertEmails", 0],
+        "finops.example.com",
+        'quota.alertEmails[0] must be an email address (Pulumi.prod.yaml), got "finops.example.com"',
+    ),
+    (
+        "plain-HTTP quota alert endpoint",
+        [f"{PROJECT}:quota", "alertHttpsEndpoints"],
+        ["http://hooks.example.com/quota"],
+        'quota.alertHttpsEndpoints[0] must be an https:// URL (Pulumi.prod.yaml), got "http://hooks.example.com/quota"',
+    ),
+    (
+        "the same user policy twice",
+        [f"{PROJECT}:quota", "users"],
+        [{"email": "ann@example.com", "dailyUsd": 10}, {"email": "ann@example.com", "monthlyUsd": 100}],
+        "quota has a policy more than once (users 'ann@example.com'): keep one entry per user and per group "
+        "(Pulumi.prod.yaml)",
+    ),
+    (
         "invalid email",
         [f"{PROJECT}:alarmEmails", 0],
         "oncall-at-example.com",
@@ -314,4 +339,10 @@ def test_sections_arrive_as_json_text_as_pulumi_passes_them() -> None:
 def test_the_dashboard_needs_the_collector() -> None:
     raw = {"aws:region": "eu-west-1", f"{PROJECT}:dashboard": {"enabled": True}}
     with pytest.raises(ConfigError, match=r"dashboard.enabled needs collector.enabled"):
+        parse_stack_config(raw, "Pulumi.dev.yaml")
+
+
+def test_quota_needs_the_dashboard() -> None:
+    raw = {"aws:region": "eu-west-1", f"{PROJECT}:quota": {"enabled": True}}
+    with pytest.raises(ConfigError, match=r"quota.enabled needs dashboard.enabled"):
         parse_stack_config(raw, "Pulumi.dev.yaml")
