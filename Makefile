@@ -55,6 +55,7 @@ bench: setup
 	$(RUN) python -m benchmarks.collector_series --write-readme
 	$(RUN) python -m benchmarks.analytics_transform --write-readme
 	$(RUN) python -m benchmarks.dashboard --write-readme
+	$(RUN) python -m benchmarks.quota --write-readme
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,207 @@
+"""Benchmark: one quota monitor run over 10,000 users with usage today and this month.
+
+The rollup table (with the usage index) and the quota table are in moto on 127.0.0.1; each user has the day and
+month items the aggregator writes (the labels, totals and usage index key it sets), spread over 40 teams and 8
+departments, with long-tailed usage so that some users are past a threshold. Measured: wall time of the first
+run (which sends the alerts) and of the next (which sends none), DynamoDB items read, read requests and read
+request units, and the conditional writes. Moto answers over HTTP on the same two cores, so times are an
+upper bound of what Lambda sees against DynamoDB. Alerts are counted, not published. Run: `make bench`
+(`--write-readme` updates the README section between the quota markers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import math
+import random
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+from benchmarks.readme import write_section
+from lambda_src.common import rollups as keys
+from lambda_src.common.quota_policies import QuotaPolicy, policy_item
+from lambda_src.quota_monitor.handler import AlertLedger, Settings, UsageReader, run
+from tests.lambda_src.rollup_table import create_table
+
+USERS = 10_000
+NOW = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
+POLICIES = [
+    QuotaPolicy("default", daily_usd=60, monthly_usd=500),
+    QuotaPolicy("department", "dept-3", monthly_usd=1500),
+    QuotaPolicy("team", "team-7", monthly_tokens=50_000_000),
+    *[QuotaPolicy("user", f"dev{n:05d}@example.com", monthly_usd=2000) for n in range(0, 10_000, 500)],
+]
+
+
+def item_size(item: dict[str, Any]) -> int:
+    """DynamoDB's item size: attribute names plus values (numbers counted as their digits)."""
+    size = 0
+    for name, typed in item.items():
+        kind, value = next(iter(typed.items()))
+        size += len(name.encode()) + (len(str(value).encode()) if kind in ("S", "N") else 32)
+    return size
+
+
+class MeteredReader(UsageReader):
+    """The monitor's reader, also adding up the read request units its index queries consume (eventually
+    consistent: half a unit per 4 KB of items read, per request)."""
+
+    def __init__(self, client: Any, table: str) -> None:
+        super().__init__(client, table)
+        self.read_units = 0.0
+        self._query = client.query
+        client.query = self._metered_query
+
+    def _metered_query(self, **request: Any) -> dict[str, Any]:
+        response: dict[str, Any] = self._query(**request)
+        size = sum(item_size(item) for item in response.get("Items", []))
+        self.read_units += 0.5 * max(1, math.ceil(size / 4096))
+        return response
+
+
+class CountingLedger(AlertLedger):
+    def __init__(self, client: Any, table: str, run_id: str) -> None:
+        super().__init__(client, table, run_id)
+        self.conditional_writes = 0
+
+    def claim(self, standing: Any, now: datetime) -> bool:
+        self.conditional_writes += 1
+        return super().claim(standing, now)
+
+
+def usage_items(users: int, seed: int = 11) -> list[dict[str, Any]]:
+    rng = random.Random(seed)  # noqa: S311 - a reproducible synthetic fleet
+    day, month = NOW.strftime("%Y-%m-%d"), NOW.strftime("%Y-%m")
+    items = []
+    for n in range(users):
+        user = f"dev{n:05d}@example.com"
+        monthly_usd = rng.lognormvariate(math.log(150), 0.8)
+        daily_usd = monthly_usd / rng.uniform(8, 22)
+        for sort_key, cost in ((keys.user_day_sk(day), daily_usd), (keys.user_month_sk(month), monthly_usd)):
+            tokens = int(cost / 0.9 * 1_000_000)
+            items.append(
+                {
+                    "pk": {"S": keys.user_pk(user)},
+                    "sk": {"S": sort_key},
+                    "user": {"S": user},
+                    "source": {"S": "user.email"},
+                    "department": {"S": f"dept-{n % 8}"},
+                    "team": {"S": f"team-{n % 40}"},
+                    "cost_center": {"S": f"CC-{n % 12}"},
+                    "tokens": {"N": str(tokens)},
+                    "tokens_cacheRead": {"N": str(int(tokens * 0.9))},
+                    "cost_usd": {"N": f"{cost:.6f}"},
+                    "sessions": {"N": "3"},
+                    keys.USAGE_INDEX_KEY: {"S": keys.usage_period(sort_key, user)},
+                }
+            )
+    return items
+
+
+def bench(users: int) -> dict[str, Any]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        client = boto3.client(
+            "dynamodb",
+            region_name="eu-west-1",
+            endpoint_url=f"http://{host}:{port}",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106 - moto's throwaway credentials
+        )
+        rollups, quota_table = f"rollups-{uuid.uuid4().hex[:8]}", f"quota-{uuid.uuid4().hex[:8]}"
+        create_table(client, rollups)
+        client.create_table(
+            TableName=quota_table,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k in ("pk", "sk")],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        )
+        for policy in POLICIES:
+            client.put_item(TableName=quota_table, Item=policy_item(policy))
+        items = usage_items(users)
+        for start in range(0, len(items), 25):
+            client.batch_write_item(
+                RequestItems={rollups: [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]}
+            )
+        settings = Settings(rollups, quota_table, "arn:aws:sns:eu-west-1:123456789012:quota", ZoneInfo("UTC"), "bench")
+        sent: list[str] = []
+
+        def publish(subject: str, body: str) -> str:
+            sent.append(subject)
+            return str(len(sent))
+
+        runs = []
+        for offset in (0, 15):
+            reader = MeteredReader(client, rollups)
+            ledger = CountingLedger(client, quota_table, uuid.uuid4().hex)
+            started = time.perf_counter()
+            with contextlib.redirect_stdout(io.StringIO()):  # the monitor's log line per alert
+                report = run(NOW + timedelta(minutes=offset), settings, reader, ledger, publish)
+            runs.append(
+                {
+                    "seconds": time.perf_counter() - started,
+                    "users": report.users,
+                    "alerts_sent": report.alerts_sent,
+                    "already_sent": report.already_sent,
+                    "items_read": reader.items_read,
+                    "read_requests": reader.requests,
+                    "read_units": reader.read_units,
+                    "conditional_writes": ledger.conditional_writes,
+                }
+            )
+            client.query = reader._query
+        return {"users": users, "runs": runs}
+    finally:
+        server.stop()
+
+
+def report(result: dict[str, Any]) -> str:
+    first, second = result["runs"]
+    per_day = 96 * second["read_units"]
+    return "\n".join(
+        [
+            f"One monitor run over {result['users']:,} users with usage today and this month (moto on 127.0.0.1):",
+            "",
+            "| Measure | First run | Next run (15 minutes later) |",
+            "|---|---|---|",
+            f"| Wall time | {first['seconds']:.1f} s | {second['seconds']:.1f} s |",
+            f"| Users checked | {first['users']:,} | {second['users']:,} |",
+            f"| Alerts sent | {first['alerts_sent']:,} | {second['alerts_sent']:,} |",
+            f"| DynamoDB items read (usage index) | {first['items_read']:,} | {second['items_read']:,} |",
+            f"| Read requests | {first['read_requests']:,} | {second['read_requests']:,} |",
+            f"| Read request units | {first['read_units']:,.0f} | {second['read_units']:,.0f} |",
+            f"| Conditional writes (alert claims) | {first['conditional_writes']:,} "
+            f"| {second['conditional_writes']:,} |",
+            "",
+            f"Every 15 minutes that is about {per_day:,.0f} read request units a day, plus one conditional write per "
+            "user past a threshold per run.",
+        ]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--users", type=int, default=USERS)
+    parser.add_argument("--write-readme", action="store_true")
+    options = parser.parse_args()
+    result = bench(options.users)
+    text = report(result)
+    print(text)
+    print(json.dumps(result))
+    if options.write_readme:
+        write_section("quota", text)
+
+
+if __name__ == "__main__":
+    main()
