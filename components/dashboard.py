@@ -19,11 +19,10 @@ import pulumi_aws as aws
 
 from components.alarms import Alarm, raise_alarms
 from components.dashboard_body import CollectorHealth, DashboardBodySettings, dashboard_body
+from components.dynamodb_table import keyed_table
 from components.lambda_code import python_function
 from lambda_src.common.rollups import (
     PARTITION_KEY,
-    SORT_KEY,
-    TTL_ATTRIBUTE,
     USAGE_INDEX,
     USAGE_INDEX_ATTRIBUTES,
     USAGE_INDEX_KEY,
@@ -172,23 +171,14 @@ class Dashboard(pulumi.ComponentResource):
         partition = aws.get_partition_output(opts=invoke).partition
         tags = {**args.tags, "component": "Dashboard"}
 
-        table = aws.dynamodb.Table(
+        table = keyed_table(
             f"{name}-rollups",
-            name=f"{name}-rollups",
-            billing_mode="PAY_PER_REQUEST",
-            hash_key=PARTITION_KEY,
-            range_key=SORT_KEY,
-            attributes=[
-                aws.dynamodb.TableAttributeArgs(name=key, type="S")
-                for key in (PARTITION_KEY, SORT_KEY, *([USAGE_INDEX_KEY] if args.quota else []))
-            ],
-            global_secondary_indexes=[usage_index()] if args.quota else None,
-            ttl={"attribute_name": TTL_ATTRIBUTE, "enabled": True},
-            server_side_encryption={"enabled": True},
-            point_in_time_recovery={"enabled": args.point_in_time_recovery},
-            deletion_protection_enabled=args.deletion_protection,
+            point_in_time_recovery=args.point_in_time_recovery,
+            deletion_protection=args.deletion_protection,
             tags=tags,
-            opts=child,
+            parent=self,
+            index_keys=[USAGE_INDEX_KEY] if args.quota else [],
+            global_secondary_indexes=[usage_index()] if args.quota else [],
         )
         failed = aws.sqs.Queue(
             f"{name}-failed-events",

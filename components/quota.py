@@ -22,10 +22,11 @@ import pulumi
 import pulumi_aws as aws
 
 from components.alarms import Alarm, raise_alarms
+from components.dynamodb_table import keyed_table
 from components.lambda_code import python_function
 from components.operations import subscription_name, topic_denies_insecure_transport
 from lambda_src.common.quota_policies import POLICY_PK, QuotaPolicy, policy_item, policy_problems
-from lambda_src.common.rollups import PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE, USAGE_INDEX, quota_pk
+from lambda_src.common.rollups import PARTITION_KEY, SORT_KEY, USAGE_INDEX, quota_pk
 
 COMPONENT_TYPE = "claude-code-monitoring:index:Quota"
 MONITOR_FUNCTION = "quota_monitor"
@@ -141,19 +142,12 @@ class Quota(pulumi.ComponentResource):
         account = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
         tags = {**args.tags, "component": "Quota"}
 
-        table = aws.dynamodb.Table(
+        table = keyed_table(
             f"{name}-state",
-            name=f"{name}-state",
-            billing_mode="PAY_PER_REQUEST",
-            hash_key=PARTITION_KEY,
-            range_key=SORT_KEY,
-            attributes=[aws.dynamodb.TableAttributeArgs(name=key, type="S") for key in (PARTITION_KEY, SORT_KEY)],
-            ttl={"attribute_name": TTL_ATTRIBUTE, "enabled": True},
-            server_side_encryption={"enabled": True},
-            point_in_time_recovery={"enabled": args.point_in_time_recovery},
-            deletion_protection_enabled=args.deletion_protection,
+            point_in_time_recovery=args.point_in_time_recovery,
+            deletion_protection=args.deletion_protection,
             tags=tags,
-            opts=child,
+            parent=self,
         )
         for policy in args.policies:
             aws.dynamodb.TableItem(
