@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -233,7 +234,12 @@ def alert_message(standing: Standing, policy_source: str) -> tuple[str, str]:
         "`pulumi up`. A user policy wins over a team policy, a team policy over a department policy, and those "
         "over the default; a limit of 0 turns it off.",
     ]
-    return subject[:100], "\n".join(lines)
+    return sns_subject(subject), "\n".join(lines)
+
+
+def sns_subject(text: str) -> str:
+    """SNS takes a subject of printable ASCII without line breaks, under 100 characters."""
+    return re.sub(r"[^\x20-\x7e]", "?", text)[:99]
 
 
 # The dashboard's view --------------------------------------------------------------------------------------
@@ -438,7 +444,7 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     settings = Settings.from_environment(os.environ)
     dynamodb, sns = boto3.client("dynamodb"), boto3.client("sns")
     reader = UsageReader(dynamodb, settings.rollup_table)
-    ledger = AlertLedger(dynamodb, settings.quota_table, getattr(context, "aws_request_id", None) or uuid.uuid4().hex)
+    ledger = AlertLedger(dynamodb, settings.quota_table, uuid.uuid4().hex)  # Lambda's retries reuse the request id
 
     def publish(subject: str, body: str) -> str:
         return str(sns.publish(TopicArn=settings.topic_arn, Subject=subject, Message=body)["MessageId"])

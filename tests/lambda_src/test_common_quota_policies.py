@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
-
 from lambda_src.common.quota_policies import PolicyBook, QuotaPolicy, policy_from_item, policy_item, policy_problems
-from lambda_src.quota_monitor.handler import current_periods, projected_total
 
 BOOK = PolicyBook.of(
     [
@@ -62,21 +58,3 @@ def test_problems_name_the_policy_and_what_is_allowed() -> None:
         "the team policy for a is given more than once",
         "the user policy for b: thresholds must be ascending percentages from 1 to 100, got [50, 120]",
     ]
-
-
-def test_periods_are_calendar_days_and_months_of_the_time_zone() -> None:
-    berlin = ZoneInfo("Europe/Berlin")
-    day, month = current_periods(datetime(2026, 12, 31, 23, 30, tzinfo=UTC), berlin)  # 00:30 on New Year's Day
-    assert (day.name, month.name) == ("2027-01-01", "2027-01")
-    assert month.end == datetime(2027, 2, 1, tzinfo=berlin)
-    day, month = current_periods(datetime(2026, 3, 29, 12, 0, tzinfo=UTC), berlin)  # the day clocks go forward
-    assert day.end.timestamp() - day.start.timestamp() == 23 * 3600
-    assert month.name == "2026-03"
-    assert (month.start, month.end) == (datetime(2026, 3, 1, tzinfo=berlin), datetime(2026, 4, 1, tzinfo=berlin))
-
-
-def test_the_projection_extends_the_rate_so_far_but_not_from_the_first_minutes() -> None:
-    day, _ = current_periods(datetime(2026, 11, 23, 12, 0, tzinfo=UTC), ZoneInfo("UTC"))
-    assert projected_total(10.0, day, datetime(2026, 11, 23, 12, 0, tzinfo=UTC)) == 20.0
-    assert projected_total(1.0, day, datetime(2026, 11, 23, 0, 1, tzinfo=UTC)) == 20.0  # as if 5% had passed
-    assert projected_total(7.0, day, datetime(2026, 11, 24, 0, 0, tzinfo=UTC)) == 7.0

@@ -294,3 +294,26 @@ def test_the_handler_publishes_to_sns(
     notification = json.loads(message["Body"])
     assert notification["Subject"] == "Claude Code quota: ada@example.com is at 90% of the daily USD limit"
     assert monitor.handler({}, None)["alerts_sent"] == 0
+
+
+def test_periods_are_calendar_days_and_months_of_the_time_zone() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    day, month = monitor.current_periods(datetime(2026, 12, 31, 23, 30, tzinfo=UTC), berlin)  # 00:30 on New Year's Day
+    assert (day.name, month.name) == ("2027-01-01", "2027-01")
+    assert month.end == datetime(2027, 2, 1, tzinfo=berlin)
+    day, month = monitor.current_periods(datetime(2026, 3, 29, 12, 0, tzinfo=UTC), berlin)  # the day clocks go forward
+    assert day.end.timestamp() - day.start.timestamp() == 23 * 3600
+    assert month.name == "2026-03"
+    assert (month.start, month.end) == (datetime(2026, 3, 1, tzinfo=berlin), datetime(2026, 4, 1, tzinfo=berlin))
+
+
+def test_the_projection_extends_the_rate_so_far_but_not_from_the_first_minutes() -> None:
+    day, _ = monitor.current_periods(datetime(2026, 11, 23, 12, 0, tzinfo=UTC), ZoneInfo("UTC"))
+    assert monitor.projected_total(10.0, day, datetime(2026, 11, 23, 12, 0, tzinfo=UTC)) == 20.0
+    assert monitor.projected_total(1.0, day, datetime(2026, 11, 23, 0, 1, tzinfo=UTC)) == 20.0  # as if 5% had passed
+    assert monitor.projected_total(7.0, day, datetime(2026, 11, 24, 0, 0, tzinfo=UTC)) == 7.0
+
+
+def test_an_sns_subject_is_printable_ascii_under_100_characters() -> None:
+    subject = monitor.sns_subject("Claude Code quota: jörg@example.com\n" + "x" * 200)
+    assert subject.startswith("Claude Code quota: j?rg@example.com?x") and len(subject) == 99
