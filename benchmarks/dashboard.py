@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from benchmarks.moto_dynamodb import moto_dynamodb
 from benchmarks.readme import write_section
 from lambda_src.common.log_records import read_logs_batch
 from lambda_src.dashboard_aggregator.handler import RollupStore, Settings, aggregate, batch_id, rollup_batch
@@ -193,23 +194,10 @@ def bench_aggregator(users: int) -> dict[str, Any]:
 
 def bench_widget(users: int) -> int:
     """Items read by rendering every widget once, on rollups of `users` users written to moto."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
     from lambda_src.dashboard_widget.handler import WIDGETS, RollupReader, render
     from tests.lambda_src.rollup_table import create_table
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        client = boto3.client(
-            "dynamodb",
-            region_name="eu-west-1",
-            endpoint_url=f"http://{host}:{port}",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",  # noqa: S106 - moto's throwaway credentials
-        )
+    with moto_dynamodb() as client:
         table = f"rollups-{users}"  # moto keeps its tables for the life of the process
         create_table(client, table)
         memory = MemoryTable()
@@ -238,8 +226,6 @@ def bench_widget(users: int) -> int:
             }
             render(event, reader, ZoneInfo("UTC"), end)
         return reader.items_read
-    finally:
-        server.stop()
 
 
 def report(aggregator: dict[str, Any], reads: dict[int, int]) -> str:

@@ -23,14 +23,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import boto3
-from moto.server import ThreadedMotoServer
-
+from benchmarks.moto_dynamodb import moto_dynamodb
 from benchmarks.readme import write_section
 from lambda_src.common import rollups as keys
-from lambda_src.common.quota_policies import QuotaPolicy, policy_item
+from lambda_src.common.quota_policies import QuotaPolicy
 from lambda_src.quota_monitor.handler import AlertLedger, Settings, UsageReader, run
-from tests.lambda_src.rollup_table import create_table
+from tests.lambda_src.rollup_table import create_quota_table, create_table
 
 USERS = 10_000
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
@@ -108,27 +106,10 @@ def usage_items(users: int, seed: int = 11) -> list[dict[str, Any]]:
 
 
 def bench(users: int) -> dict[str, Any]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        client = boto3.client(
-            "dynamodb",
-            region_name="eu-west-1",
-            endpoint_url=f"http://{host}:{port}",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",  # noqa: S106 - moto's throwaway credentials
-        )
+    with moto_dynamodb() as client:
         rollups, quota_table = f"rollups-{uuid.uuid4().hex[:8]}", f"quota-{uuid.uuid4().hex[:8]}"
         create_table(client, rollups)
-        client.create_table(
-            TableName=quota_table,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k in ("pk", "sk")],
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        )
-        for policy in POLICIES:
-            client.put_item(TableName=quota_table, Item=policy_item(policy))
+        create_quota_table(client, quota_table, POLICIES)
         items = usage_items(users)
         for start in range(0, len(items), 25):
             client.batch_write_item(
@@ -162,8 +143,6 @@ def bench(users: int) -> dict[str, Any]:
             )
             client.query = reader._query
         return {"users": users, "runs": runs}
-    finally:
-        server.stop()
 
 
 def report(result: dict[str, Any]) -> str:

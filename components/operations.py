@@ -6,8 +6,10 @@ policy does not admit CloudWatch), so the topic gets a customer managed key whos
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +17,9 @@ import pulumi
 import pulumi_aws as aws
 
 COMPONENT_TYPE = "claude-code-monitoring:index:Operations"
+EMAIL_PATTERN = r"^[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$"
+HTTPS_URL_PATTERN = r"^https://[^\s/:]+(:\d+)?(/\S*)?$"
+"""What a topic subscriber may be: an email address, or an HTTPS endpoint (never plain HTTP)."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,30 @@ def subscription_name(email: str) -> str:
     return re.sub(r"[^a-z0-9-]", "-", email.lower())
 
 
+def subscribe(
+    prefix: str,
+    topic_arn: pulumi.Input[str],
+    parent: pulumi.Resource,
+    emails: Sequence[str] = (),
+    https_endpoints: Sequence[str] = (),
+) -> None:
+    """Email and HTTPS subscriptions of a topic, named `<prefix>-<address>` and `<prefix>-https-<hash>`. Each
+    subscriber confirms its subscription (SNS sends the confirmation)."""
+    child = pulumi.ResourceOptions(parent=parent)
+    for email in emails:
+        aws.sns.TopicSubscription(
+            f"{prefix}-{subscription_name(email)}", topic=topic_arn, protocol="email", endpoint=email, opts=child
+        )
+    for url in https_endpoints:
+        aws.sns.TopicSubscription(
+            f"{prefix}-https-{hashlib.sha256(url.encode()).hexdigest()[:8]}",
+            topic=topic_arn,
+            protocol="https",
+            endpoint=url,
+            opts=child,
+        )
+
+
 class Operations(pulumi.ComponentResource):
     """The stack's operational alarm topic, KMS-encrypted, with email subscriptions."""
 
@@ -119,14 +148,7 @@ class Operations(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        for email in args.alarm_emails:
-            aws.sns.TopicSubscription(
-                f"{name}-alarms-{subscription_name(email)}",
-                topic=topic.arn,
-                protocol="email",
-                endpoint=email,
-                opts=child,
-            )
+        subscribe(f"{name}-alarms", topic.arn, self, emails=args.alarm_emails)
 
         self.topic_arn = topic.arn
         self.topic_key_arn = key.arn

@@ -24,15 +24,12 @@ import pulumi_aws as aws
 from components.alarms import Alarm, raise_alarms
 from components.dynamodb_table import keyed_table
 from components.lambda_code import python_function
-from components.operations import subscription_name, topic_denies_insecure_transport
-from lambda_src.common.quota_policies import POLICY_PK, QuotaPolicy, policy_item, policy_problems
+from components.operations import EMAIL_PATTERN, HTTPS_URL_PATTERN, subscribe, topic_denies_insecure_transport
+from lambda_src.common.quota_policies import ALERT_PK_PREFIX, POLICY_PK, QuotaPolicy, policy_item, policy_problems
 from lambda_src.common.rollups import PARTITION_KEY, SORT_KEY, USAGE_INDEX, quota_pk
 
 COMPONENT_TYPE = "claude-code-monitoring:index:Quota"
 MONITOR_FUNCTION = "quota_monitor"
-ALERT_PK_PREFIX = "ALERT#"
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-HTTPS_URL = re.compile(r"^https://[^\s/:]+(:\d+)?(/\S*)?$")
 
 
 class InvalidQuotaArgs(pulumi.RunError):
@@ -71,12 +68,14 @@ class QuotaArgs:
         if not 1 <= self.schedule_minutes <= 1440:
             found.append(f"schedule_minutes must be from 1 to 1440, got {self.schedule_minutes}")
         found += [
-            f"alert_emails: {email!r} is not an email address" for email in self.alert_emails if not EMAIL.match(email)
+            f"alert_emails: {email!r} is not an email address"
+            for email in self.alert_emails
+            if not re.match(EMAIL_PATTERN, email)
         ]
         found += [
             f"alert_https_endpoints: {url!r} is not an https:// URL (plain HTTP is refused)"
             for url in self.alert_https_endpoints
-            if not HTTPS_URL.match(url)
+            if not re.match(HTTPS_URL_PATTERN, url)
         ]
         return found
 
@@ -168,23 +167,9 @@ class Quota(pulumi.ComponentResource):
             policy=topic.arn.apply(lambda arn: json.dumps(alert_topic_policy(arn))),
             opts=child,
         )
-        for email in args.alert_emails:
-            aws.sns.TopicSubscription(
-                f"{name}-alerts-{subscription_name(email)}",
-                topic=topic.arn,
-                protocol="email",
-                endpoint=email,
-                opts=child,
-            )
-        for url in args.alert_https_endpoints:
-            aws.sns.TopicSubscription(
-                f"{name}-alerts-https-{hashlib.sha256(url.encode()).hexdigest()[:8]}",
-                topic=topic.arn,
-                protocol="https",
-                endpoint=url,
-                endpoint_auto_confirms=False,
-                opts=child,
-            )
+        subscribe(
+            f"{name}-alerts", topic.arn, self, emails=args.alert_emails, https_endpoints=args.alert_https_endpoints
+        )
 
         monitor = python_function(
             f"{name}-monitor",

@@ -29,6 +29,7 @@ from components.bearer_token_ingest import CLOUDWATCH_API_KEY_POLICY_ARN
 from components.bearer_token_ingest import MAX_CREDENTIAL_AGE_DAYS as BEARER_CREDENTIAL_AGE_DAYS_MAX
 from components.claude_settings import BAGGAGE_KEY_PATTERN, BAGGAGE_VALUE_PATTERN
 from components.collector import DEFAULT_COLLECTOR_IMAGE, PINNED_IMAGE_PATTERN
+from components.operations import EMAIL_PATTERN, HTTPS_URL_PATTERN
 
 PROJECT = "claude-code-monitoring"
 
@@ -37,9 +38,9 @@ CLOUDWATCH_RETENTION_DAYS = (
 )  # fmt: skip
 FARGATE_CPU_UNITS = (256, 512, 1024, 2048, 4096, 8192, 16384)
 
-_EMAIL = r"^[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$"
+_EMAIL = EMAIL_PATTERN
 _HOSTNAME = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
-_HTTPS_URL = r"^https://[^\s/:]+(:\d+)?(/\S*)?$"
+_HTTPS_URL = HTTPS_URL_PATTERN
 _CIDR = r"^((25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(25[0-5]|2[0-4]\d|1?\d?\d)/(3[0-2]|[12]?\d)$"
 _IAM_USER_SAFE = r"^[A-Za-z0-9+=,.@_-]{1,48}$"
 _LOG_GROUP_NAME = r"^[A-Za-z0-9_./#-]{1,512}$"

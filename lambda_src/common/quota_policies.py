@@ -17,8 +17,16 @@ SCOPES = ("user", "team", "department", "default")
 """Policy scopes, highest precedence first."""
 GROUP_SCOPES = ("team", "department")
 LIMITS = ("daily_tokens", "monthly_tokens", "daily_usd", "monthly_usd")
+LIMIT_LABELS = {
+    "daily_tokens": "daily token limit",
+    "monthly_tokens": "monthly token limit",
+    "daily_usd": "daily USD limit",
+    "monthly_usd": "monthly USD limit",
+}
 DEFAULT_THRESHOLDS = (80, 90, 100)
 POLICY_PK = "POLICY"
+ALERT_PK_PREFIX = "ALERT#"
+"""Alert claims are keyed ALERT#<user>: the monitor may write only those in the quota table."""
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from lambda_src.common import dynamodb
 from lambda_src.common import rollups as keys
 from lambda_src.common.dynamodb import plain_item
 from lambda_src.common.logs import log
+from lambda_src.common.quota_policies import LIMIT_LABELS
 
 MAX_DAYS = 93
 BUCKET_CHART_MAX_DAYS = 2
@@ -460,14 +461,6 @@ def data_quality(reader: RollupReader, selected: Range, params: Mapping[str, Any
     )
 
 
-QUOTA_LIMIT_LABELS = {
-    "daily_tokens": "daily tokens",
-    "monthly_tokens": "monthly tokens",
-    "daily_usd": "daily USD",
-    "monthly_usd": "monthly USD",
-}
-
-
 def quota(reader: RollupReader, selected: Range, params: Mapping[str, Any], zone: ZoneInfo) -> str:
     """Users at or above the first alert threshold of their quota, most first, as of the quota monitor's latest
     run on the range's last day."""
@@ -494,7 +487,7 @@ def quota(reader: RollupReader, selected: Range, params: Mapping[str, Any], zone
         rows.append(
             [
                 esc(entry["user"]),
-                esc(QUOTA_LIMIT_LABELS.get(entry["limit"], entry["limit"])),
+                esc(LIMIT_LABELS.get(entry["limit"], entry["limit"])),
                 fmt(float(entry["used"]), unit),
                 fmt(float(entry["quota"]), unit),
                 f"{float(entry['percent']):.0f}%",

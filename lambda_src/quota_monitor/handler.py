@@ -28,7 +28,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -38,7 +38,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 from lambda_src.common import rollups as keys
 from lambda_src.common.dynamodb import plain_item
 from lambda_src.common.logs import log
-from lambda_src.common.quota_policies import POLICY_PK, PolicyBook, QuotaPolicy, policy_from_item
+from lambda_src.common.quota_policies import (
+    ALERT_PK_PREFIX,
+    LIMIT_LABELS,
+    POLICY_PK,
+    PolicyBook,
+    QuotaPolicy,
+    policy_from_item,
+)
 
 LEASE_SECONDS = 15 * 60
 ALERT_KEPT_DAYS = 45
@@ -91,19 +98,26 @@ class Period:
         return keys.user_day_sk(self.name) if self.kind == "day" else keys.user_month_sk(self.name)
 
     def describe(self) -> str:
-        return f"{'day' if self.kind == 'day' else 'month'} {self.name} ({self.start.tzinfo})"
+        return f"{self.kind} {self.name} ({self.start.tzinfo})"
 
 
 def current_periods(now: datetime, zone: ZoneInfo) -> tuple[Period, Period]:
-    """Today and this month in the reporting time zone."""
-    local = now.astimezone(zone)
-    day_start = datetime(local.year, local.month, local.day, tzinfo=zone)
-    day_end = datetime.combine(day_start.date() + timedelta(days=1), datetime.min.time(), tzinfo=zone)
-    month_start = datetime(local.year, local.month, 1, tzinfo=zone)
-    month_end = datetime(local.year + local.month // 12, local.month % 12 + 1, 1, tzinfo=zone)
+    """Today and this month in the reporting time zone: the aggregator's days and months (common/rollups)."""
+    day = keys.local_day(now.timestamp(), zone)
+    month = keys.month_of(day)
     return (
-        Period("day", day_start.strftime("%Y-%m-%d"), day_start, day_end),
-        Period("month", month_start.strftime("%Y-%m"), month_start, month_end),
+        Period(
+            "day",
+            day,
+            datetime.fromisoformat(day).replace(tzinfo=zone),
+            datetime.fromtimestamp(keys.day_end_epoch(day, zone), zone),
+        ),
+        Period(
+            "month",
+            month,
+            datetime.fromisoformat(f"{month}-01").replace(tzinfo=zone),
+            datetime.fromtimestamp(keys.month_end_epoch(month, zone), zone),
+        ),
     )
 
 
@@ -201,19 +215,14 @@ def amount_text(value: float, in_usd: bool) -> str:
     return f"${value:,.2f}" if in_usd else f"{value:,.0f} tokens"
 
 
-def limit_text(limit_name: str) -> str:
-    period, measure = limit_name.split("_")
-    return f"{period} {'USD' if measure == 'usd' else 'token'} limit"
-
-
 def alert_message(standing: Standing, policy_source: str) -> tuple[str, str]:
     """(subject, body): who, the usage, the limit, the percent, the projection, the policy and how to change it."""
     s = standing
     level = s.level
     verb = "has reached" if level is not None and level >= 100 else "is at"
-    subject = f"Claude Code quota: {s.usage.user} {verb} {s.percent:.0f}% of the {limit_text(s.limit_name)}"
+    subject = f"Claude Code quota: {s.usage.user} {verb} {s.percent:.0f}% of the {LIMIT_LABELS[s.limit_name]}"
     lines = [
-        f"{s.usage.user} {verb} {s.percent:.1f}% of the {limit_text(s.limit_name)} (alert level {level}%).",
+        f"{s.usage.user} {verb} {s.percent:.1f}% of the {LIMIT_LABELS[s.limit_name]} (alert level {level}%).",
         "",
         f"Period:     {s.period.describe()}, ends {s.period.end.isoformat()}",
         f"Used:       {amount_text(s.used, s.in_usd)}",
@@ -317,7 +326,7 @@ class UsageReader:
 
 def alert_key(standing: Standing) -> dict[str, Any]:
     return {
-        "pk": {"S": f"ALERT#{standing.usage.user}"},
+        "pk": {"S": f"{ALERT_PK_PREFIX}{standing.usage.user}"},
         "sk": {"S": f"{standing.period.sort_key}#{standing.limit_name}#{standing.level}"},
     }
 

@@ -4,13 +4,14 @@ Claude Code usage, for the aggregator and widget tests."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from lambda_src.common import rollups as keys
+from lambda_src.common.quota_policies import QuotaPolicy, policy_item
 from lambda_src.dashboard_aggregator.handler import RollupStore, Settings, aggregate, send_to_queue
 from tests.telemetry import EVENTS_LOG_GROUP, METRICS_LOG_GROUP, Developer, emf_event, subscription_event
 
@@ -43,6 +44,23 @@ def create_table(dynamodb: Any, name: str) -> None:
             }
         ],
     )
+
+
+def create_quota_table(dynamodb: Any, name: str, policies: Iterable[QuotaPolicy]) -> None:
+    """The Quota component's state table, with its policy items as `pulumi up` writes them."""
+    dynamodb.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": key, "AttributeType": "S"} for key in (keys.PARTITION_KEY, keys.SORT_KEY)
+        ],
+        KeySchema=[
+            {"AttributeName": keys.PARTITION_KEY, "KeyType": "HASH"},
+            {"AttributeName": keys.SORT_KEY, "KeyType": "RANGE"},
+        ],
+    )
+    for policy in policies:
+        dynamodb.put_item(TableName=name, Item=policy_item(policy))
 
 
 class Deployed:

@@ -15,10 +15,10 @@ import pytest
 from botocore.exceptions import ClientError
 
 from lambda_src.common import rollups as keys
-from lambda_src.common.quota_policies import QuotaPolicy, policy_item
+from lambda_src.common.quota_policies import QuotaPolicy
 from lambda_src.quota_monitor import handler as monitor
 from lambda_src.quota_monitor.handler import AlertLedger, Report, Settings, UsageReader, run
-from tests.lambda_src.rollup_table import SONNET, Deployed, usage
+from tests.lambda_src.rollup_table import SONNET, Deployed, create_quota_table, usage
 from tests.telemetry import METRICS_LOG_GROUP, Developer, emf_event, logs_batch
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -34,17 +34,7 @@ class QuotaHarness:
         self.deployed = deployed
         self.client = deployed.dynamodb
         self.table = f"quota-{uuid.uuid4().hex[:12]}"
-        self.client.create_table(
-            TableName=self.table,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        )
-        for policy in policies:
-            self.client.put_item(TableName=self.table, Item=policy_item(policy))
+        create_quota_table(self.client, self.table, policies)
         self.settings = Settings(
             deployed.table,
             self.table,
