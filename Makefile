@@ -3,6 +3,7 @@
 #   make preview STACK=prod                       one stack
 #   make preview PROGRAM=DIR CONFIG=FILE [OUT=DIR] [POLICY_CONFIG=FILE]   any Pulumi Python program
 #   make test                                     ruff, mypy, actionlint, zizmor, pytest
+#   make pytest-shifted-clock [FAKETIME=...]     pytest again under a shifted wall clock (Debian faketime)
 #   make bench                                    benchmarks (run on purpose; results go to the README)
 
 SHELL := /bin/bash
@@ -14,7 +15,7 @@ VENV := .venv
 RUN := $(UV) run --frozen --no-sync
 TYPED_DIRS := infra components policies lambda_src offline benchmarks
 
-.PHONY: setup preview test lint typecheck workflows pytest bench clean
+.PHONY: setup preview test lint typecheck workflows pytest pytest-shifted-clock bench clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -50,6 +51,12 @@ pytest: setup
 	$(RUN) pytest
 
 test: lint typecheck workflows pytest
+
+# No test may depend on today's date: the suite passes again with the wall clock moved (the clock keeps running).
+FAKETIME ?= 2028-02-29 23:30:00
+pytest-shifted-clock: setup
+	@command -v faketime >/dev/null || { echo "faketime is missing: apt-get install faketime" >&2; exit 1; }
+	TZ=UTC faketime '$(FAKETIME)' $(VENV)/bin/python -m pytest -q -p no:cacheprovider
 
 bench: setup
 	$(RUN) python -m benchmarks.collector_series --write-readme

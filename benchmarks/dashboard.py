@@ -38,6 +38,13 @@ USERS = 10_000
 ACTIVE_MINUTES = 15
 DELIVERY_EVENTS = 5_000
 HOUR = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+
+def arrival() -> float:
+    """The deliveries of the synthetic hour arrive at its end (a fixed clock: the run does not depend on today)."""
+    return (HOUR + timedelta(hours=1)).timestamp()
+
+
 SONNET = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 SETTINGS = Settings("rollups", {METRICS_LOG_GROUP: "metrics"}, "queue", ZoneInfo("UTC"), 400)
 
@@ -152,13 +159,13 @@ class MemoryTable:
 def bench_aggregator(users: int) -> dict[str, Any]:
     payloads, log_events, points = deliveries(users)
     table = MemoryTable()
-    store = RollupStore(table, "rollups", pause=lambda _: None)
+    store = RollupStore(table, "rollups", arrival, pause=lambda _: None)
     writes_per_delivery, distinct_per_delivery = [], []
     started = time.process_time()
     with contextlib.redirect_stdout(io.StringIO()):
         for payload in payloads:
             before = table.written
-            aggregate(subscription_event(payload), SETTINGS, store, lambda _: None)
+            aggregate(subscription_event(payload), SETTINGS, store, lambda _: None, arrival)
             writes_per_delivery.append(table.written - before)
     elapsed = time.process_time() - started
     for payload in payloads:
@@ -167,14 +174,18 @@ def bench_aggregator(users: int) -> dict[str, Any]:
     tracemalloc.start()
     with contextlib.redirect_stdout(io.StringIO()):
         aggregate(
-            subscription_event(payloads[len(payloads) // 2]), SETTINGS, RollupStore(MemoryTable(), "r"), lambda _: None
+            subscription_event(payloads[len(payloads) // 2]),
+            SETTINGS,
+            RollupStore(MemoryTable(), "r", arrival),
+            lambda _: None,
+            arrival,
         )
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     retried_before = table.written
     with contextlib.redirect_stdout(io.StringIO()):
         for payload in payloads:
-            aggregate(subscription_event(payload), SETTINGS, store, lambda _: None)
+            aggregate(subscription_event(payload), SETTINGS, store, lambda _: None, arrival)
     return {
         "users": users,
         "log_events": log_events,
@@ -201,11 +212,11 @@ def bench_widget(users: int) -> int:
         table = f"rollups-{users}"  # moto keeps its tables for the life of the process
         create_table(client, table)
         memory = MemoryTable()
-        store = RollupStore(memory, "rollups", pause=lambda _: None)
+        store = RollupStore(memory, "rollups", arrival, pause=lambda _: None)
         payloads, _, _ = deliveries(users, active_minutes=1)  # every user has rollups; the volume does not matter
         with contextlib.redirect_stdout(io.StringIO()):
             for payload in payloads:
-                aggregate(subscription_event(payload), SETTINGS, store, lambda _: None)
+                aggregate(subscription_event(payload), SETTINGS, store, lambda _: None, arrival)
         items = [item for key, item in memory.items.items() if not key[0].startswith("LEDGER#")]
         for start in range(0, len(items), 25):
             client.batch_write_item(

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from offline.preview import PROJECT_ROOT, PreviewResult, Target, preview
+from tests.clock import Clock
 
 PROGRAMS = Path(__file__).parent / "programs"
 
@@ -52,6 +53,12 @@ def dev_preview(tmp_path_factory: pytest.TempPathFactory) -> PreviewResult:
 @pytest.fixture(scope="session")
 def prod_preview(tmp_path_factory: pytest.TempPathFactory) -> PreviewResult:
     return preview_stack("prod", tmp_path_factory.mktemp("prod"))
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """The only time a test gives code under test (see tests/clock.py): fixed, moved only by the test."""
+    return Clock()
 
 
 def load_yaml(path: Path) -> dict:

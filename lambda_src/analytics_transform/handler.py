@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import boto3
 
+from lambda_src.common.clock import Seconds, wall_clock_seconds
 from lambda_src.common.log_records import (
     MalformedLogEventError,
     Partition,
@@ -101,7 +102,7 @@ def quarantine_record(log_group: str, log_event: Mapping[str, Any], reason: str)
     return json.dumps({QUARANTINE_KEY: dict(log_event), "log_group": log_group, "reason": reason}).encode() + b"\n"
 
 
-def decide(record: Mapping[str, Any], settings: Settings) -> Decision:
+def decide(record: Mapping[str, Any], settings: Settings, now_milliseconds: float) -> Decision:
     """What to do with one Firehose record, before the response budget is applied."""
     record_id = record["recordId"]
     try:
@@ -109,11 +110,15 @@ def decide(record: Mapping[str, Any], settings: Settings) -> Decision:
     except (binascii.Error, ValueError, KeyError):
         return Decision(record_id, "ProcessingFailed", reason="data is not base64")
     if payload[:2] == b"\x1f\x8b":
-        return decide_log_batch(record_id, payload, settings, record.get("approximateArrivalTimestamp"))
+        return decide_log_batch(
+            record_id, payload, settings, record.get("approximateArrivalTimestamp"), now_milliseconds
+        )
     return decide_put_back(record_id, payload)
 
 
-def decide_log_batch(record_id: str, payload: bytes, settings: Settings, arrival: Any) -> Decision:
+def decide_log_batch(
+    record_id: str, payload: bytes, settings: Settings, arrival: Any, now_milliseconds: float
+) -> Decision:
     try:
         batch = read_logs_batch(payload)
     except UnreadableBatchError as error:
@@ -125,7 +130,7 @@ def decide_log_batch(record_id: str, payload: bytes, settings: Settings, arrival
     table = settings.log_groups.get(batch.get("logGroup", ""))
     if batch.get("messageType") != "DATA_MESSAGE" or table is None or not isinstance(batch.get("logEvents"), list):
         return Decision(record_id, "ProcessingFailed", reason="not a data message from a configured log group")
-    arrival_milliseconds = arrival if isinstance(arrival, int | float) else time.time() * 1000
+    arrival_milliseconds = arrival if isinstance(arrival, int | float) else now_milliseconds
     rows: list[Row] = []
     quarantine: list[bytes] = []
     for log_event in batch["logEvents"]:
@@ -268,9 +273,14 @@ def firehose_put(client: Any, stream_name: str) -> Callable[[list[bytes]], list[
 
 
 def transform(
-    event: Mapping[str, Any], settings: Settings, put_record_batch: Callable[[list[bytes]], list[bool]]
+    event: Mapping[str, Any],
+    settings: Settings,
+    put_record_batch: Callable[[list[bytes]], list[bool]],
+    clock: Seconds,
 ) -> dict[str, Any]:
-    decisions = within_budget([decide(record, settings) for record in event.get("records", [])])
+    """One Firehose invocation. `clock` stands in for a record's arrival time when Firehose gives none."""
+    now_milliseconds = clock() * 1000
+    decisions = within_budget([decide(record, settings, now_milliseconds) for record in event.get("records", [])])
     put_back(decisions, put_record_batch)
     log(
         "INFO",
@@ -289,7 +299,7 @@ def transform(
     return {"records": [response_record(decision) for decision in decisions]}
 
 
-def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+def handler(event: Mapping[str, Any], context: Any, clock: Seconds = wall_clock_seconds) -> dict[str, Any]:
     stream_name = str(event["deliveryStreamArn"]).rsplit("/", 1)[-1]
     put = firehose_put(boto3.client("firehose"), stream_name)
-    return transform(event, Settings.from_environment(os.environ), put)
+    return transform(event, Settings.from_environment(os.environ), put, clock)

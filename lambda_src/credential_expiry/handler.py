@@ -11,11 +11,12 @@ import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import boto3
 
+from lambda_src.common.clock import Instant, wall_clock_now
 from lambda_src.common.logs import log
 
 SERVICE_NAME = "cloudwatch.amazonaws.com"
@@ -154,6 +155,6 @@ def check(settings: Settings, iam: Any, cloudwatch: Any, sns: Any, now: datetime
     return {"teams": len(reports), "warned": bool(message)}
 
 
-def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+def handler(event: Mapping[str, Any], context: Any, now: Instant = wall_clock_now) -> dict[str, Any]:
     settings = Settings.from_environment(os.environ)
-    return check(settings, boto3.client("iam"), boto3.client("cloudwatch"), boto3.client("sns"), datetime.now(UTC))
+    return check(settings, boto3.client("iam"), boto3.client("cloudwatch"), boto3.client("sns"), now())

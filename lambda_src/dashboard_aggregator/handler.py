@@ -14,7 +14,9 @@ the buckets the user was active in, read before and checked (optimistic locking)
 adds the user to the bucket and day counts. Late events land in the bucket and day of their own timestamp.
 
 A log event that cannot be read is counted (data quality), logged and sent to the failed-event queue with the
-reason; the rest of its delivery goes on. A delivery that cannot be read at all goes to the queue whole. If
+reason; the rest of its delivery goes on. A delivery that cannot be read at all goes to the queue whole. Both
+are counted on the day the delivery arrives (in TIME_ZONE), since a malformed event has no timestamp that can
+be trusted: the handler reads the wall clock once per delivery and passes it down (`clock`). If
 DynamoDB or the queue fails, the invocation fails: Lambda retries it, then sends it to the same queue.
 
 Environment: TABLE_NAME, METRICS_LOG_GROUP, EVENTS_LOG_GROUP, FAILED_QUEUE_URL, TIME_ZONE, ROLLUP_TTL_DAYS.
@@ -40,6 +42,7 @@ import boto3
 
 from lambda_src.common import dynamodb
 from lambda_src.common import rollups as keys
+from lambda_src.common.clock import Seconds, wall_clock_seconds
 from lambda_src.common.dynamodb import Key, key_value
 from lambda_src.common.log_records import (
     MalformedLogEventError,
@@ -494,13 +497,13 @@ class RollupStore:
         self,
         client: Any,
         table: str,
+        clock: Seconds,
         pause: Callable[[float], None] = time.sleep,
-        now: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
         self.table = table
+        self.clock = clock
         self.pause = pause
-        self.now = now
         self.items_written = 0
         self.transactions = 0
 
@@ -523,7 +526,7 @@ class RollupStore:
                 "TableName": self.table,
                 "Item": {
                     **key_value((keys.ledger_pk(delivery), str(chunk.number))),
-                    "expires_at": number(int(self.now()) + LEDGER_TTL_SECONDS),
+                    "expires_at": number(int(self.clock()) + LEDGER_TTL_SECONDS),
                 },
                 "ConditionExpression": "attribute_not_exists(pk)",
             }
@@ -705,9 +708,15 @@ def send_to_queue(client: Any, queue_url: str, messages: Sequence[str]) -> None:
 
 
 def aggregate(
-    event: Mapping[str, Any], settings: Settings, store: RollupStore, queue: Callable[[Sequence[str]], None]
+    event: Mapping[str, Any],
+    settings: Settings,
+    store: RollupStore,
+    queue: Callable[[Sequence[str]], None],
+    clock: Seconds,
 ) -> dict[str, Any]:
-    arrival = time.time()
+    """One subscription delivery. `clock` gives the arrival time: the day a malformed log event or an
+    unreadable delivery is counted on (their own timestamps cannot be trusted), and the ledger's expiry."""
+    arrival = clock()
     try:
         payload = decode_delivery(event)
     except UnreadableBatchError as error:
@@ -743,8 +752,12 @@ def aggregate(
     return summary
 
 
-def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+def handler(event: Mapping[str, Any], context: Any, clock: Seconds = wall_clock_seconds) -> dict[str, Any]:
     settings = Settings.from_environment(os.environ)
-    store = RollupStore(boto3.client("dynamodb"), settings.table_name)
+    store = RollupStore(boto3.client("dynamodb"), settings.table_name, clock)
     sqs = boto3.client("sqs")
-    return aggregate(event, settings, store, lambda messages: send_to_queue(sqs, settings.failed_queue_url, messages))
+
+    def queue(messages: Sequence[str]) -> None:
+        send_to_queue(sqs, settings.failed_queue_url, messages)
+
+    return aggregate(event, settings, store, queue, clock)

@@ -29,6 +29,7 @@ import boto3
 
 from lambda_src.common import dynamodb
 from lambda_src.common import rollups as keys
+from lambda_src.common.clock import Instant, wall_clock_now
 from lambda_src.common.dynamodb import plain_item
 from lambda_src.common.logs import log
 from lambda_src.common.quota_policies import LIMIT_LABELS
@@ -537,10 +538,10 @@ def render(event: Mapping[str, Any], reader: RollupReader, zone: ZoneInfo, now: 
     return widget(reader, time_range(context, zone, now), params, zone)
 
 
-def handler(event: Mapping[str, Any], context: Any) -> str | dict[str, str]:
+def handler(event: Mapping[str, Any], context: Any, now: Instant = wall_clock_now) -> str | dict[str, str]:
     reader = RollupReader(boto3.client("dynamodb"), os.environ["TABLE_NAME"])
     zone = ZoneInfo(os.environ.get("TIME_ZONE", "UTC"))
-    output = render(event, reader, zone, datetime.now(UTC))
+    output = render(event, reader, zone, now())
     params = (event.get("widgetContext") or {}).get("params") or {}
     log("INFO", "rendered", widget=params.get("widget"), items_read=reader.items_read)
     return output

@@ -36,6 +36,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lambda_src.common import rollups as keys
+from lambda_src.common.clock import Instant, wall_clock_now
 from lambda_src.common.dynamodb import plain_item
 from lambda_src.common.logs import log
 from lambda_src.common.quota_policies import (
@@ -449,7 +450,7 @@ def alerts_due(found: Iterable[Standing]) -> list[Standing]:
     return sorted((s for s in found if s.level is not None), key=lambda s: (s.usage.user, s.limit_name))
 
 
-def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+def handler(event: Mapping[str, Any], context: Any, now: Instant = wall_clock_now) -> dict[str, Any]:
     settings = Settings.from_environment(os.environ)
     dynamodb, sns = boto3.client("dynamodb"), boto3.client("sns")
     reader = UsageReader(dynamodb, settings.rollup_table)
@@ -458,7 +459,7 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     def publish(subject: str, body: str) -> str:
         return str(sns.publish(TopicArn=settings.topic_arn, Subject=subject, Message=body)["MessageId"])
 
-    report = run(datetime.now(UTC), settings, reader, ledger, publish)
+    report = run(now(), settings, reader, ledger, publish)
     summary = {
         "users": report.users,
         "standings": report.standings,

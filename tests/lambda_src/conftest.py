@@ -10,6 +10,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from tests.clock import Clock
 from tests.lambda_src.rollup_table import Deployed
 
 REGION = "eu-west-1"
@@ -41,6 +42,6 @@ def aws_client(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Callable[
 
 
 @pytest.fixture
-def deployed(aws_client: Callable[[str], Any]) -> Deployed:
+def deployed(aws_client: Callable[[str], Any], clock: Clock) -> Deployed:
     """A fresh rollup table and failed-event queue with the aggregator wired to them."""
-    return Deployed(aws_client, f"rollups-{uuid.uuid4().hex[:12]}")
+    return Deployed(aws_client, f"rollups-{uuid.uuid4().hex[:12]}", clock)

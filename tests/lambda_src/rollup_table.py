@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from lambda_src.common import rollups as keys
 from lambda_src.common.quota_policies import QuotaPolicy, policy_item
 from lambda_src.dashboard_aggregator.handler import RollupStore, Settings, aggregate, send_to_queue
+from tests.clock import Clock
 from tests.telemetry import EVENTS_LOG_GROUP, METRICS_LOG_GROUP, Developer, emf_event, subscription_event
 
 SONNET = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
@@ -66,7 +67,7 @@ def create_quota_table(dynamodb: Any, name: str, policies: Iterable[QuotaPolicy]
 class Deployed:
     """The aggregator wired to a fresh table and queue in moto."""
 
-    def __init__(self, aws_client: Callable[[str], Any], name: str, time_zone: str = "UTC") -> None:
+    def __init__(self, aws_client: Callable[[str], Any], name: str, clock: Clock, time_zone: str = "UTC") -> None:
         self.dynamodb = aws_client("dynamodb")
         self.sqs = aws_client("sqs")
         create_table(self.dynamodb, name)
@@ -79,12 +80,17 @@ class Deployed:
             time_zone=ZoneInfo(time_zone),
             ttl_days=90,
         )
-        self.store = RollupStore(self.dynamodb, name, pause=lambda _: None)
+        self.clock = clock
+        self.store = RollupStore(self.dynamodb, name, clock, pause=lambda _: None)
 
     def deliver(self, payload: bytes | dict[str, Any]) -> dict[str, Any]:
         event = payload if isinstance(payload, dict) else subscription_event(payload)
         return aggregate(
-            event, self.settings, self.store, lambda messages: send_to_queue(self.sqs, self.queue_url, messages)
+            event,
+            self.settings,
+            self.store,
+            lambda messages: send_to_queue(self.sqs, self.queue_url, messages),
+            self.clock,
         )
 
     def item(self, pk: str, sk: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from lambda_src.analytics_transform.handler import (
 )
 from lambda_src.common.lake_schema import EVENTS_COLUMNS, METRICS_COLUMNS
 from lambda_src.common.log_records import coerce
+from tests.clock import Clock
 from tests.telemetry import (
     EVENTS_LOG_GROUP,
     METRICS_LOG_GROUP,
@@ -56,7 +57,7 @@ class RecordingStream:
 
 
 def run(payloads: list[bytes], stream: Callable[[list[bytes]], list[bool]] | None = None) -> list[dict[str, Any]]:
-    response = transform(firehose_event(payloads), SETTINGS, stream or RecordingStream())
+    response = transform(firehose_event(payloads), SETTINGS, stream or RecordingStream(), Clock(NOON))
     return response["records"]
 
 
@@ -263,7 +264,7 @@ def test_a_record_that_cannot_be_read_goes_to_the_error_prefix_alone(payload: by
 def test_data_that_is_not_base64_fails_only_its_record() -> None:
     event = firehose_event([logs_batch(METRICS_LOG_GROUP, token_events(NOON))])
     event["records"].append({"recordId": "broken", "data": "%%%"})
-    records = transform(event, SETTINGS, RecordingStream())["records"]
+    records = transform(event, SETTINGS, RecordingStream(), Clock(NOON))["records"]
     assert [r["result"] for r in records] == ["Ok", "ProcessingFailed"]
 
 
@@ -344,7 +345,7 @@ def test_the_handler_puts_records_back_into_the_stream_it_was_called_by(
     monkeypatch.setenv("EVENTS_LOG_GROUP", EVENTS_LOG_GROUP)
     monkeypatch.setattr(transform_module.boto3, "client", {"firehose": firehose}.__getitem__)
     batch = logs_batch(METRICS_LOG_GROUP, token_events(NOON) + token_events(NOON + timedelta(hours=1)))
-    response = transform_module.handler(firehose_event([batch]), None)
+    response = transform_module.handler(firehose_event([batch]), None, clock=Clock(NOON))
     assert [r["result"] for r in response["records"]] == ["Dropped"]
     delivered = b"".join(
         s3.get_object(Bucket="lake", Key=item["Key"])["Body"].read()

@@ -14,6 +14,7 @@ import pytest
 
 from lambda_src.common import rollups as keys
 from lambda_src.dashboard_aggregator.handler import RollupStore, aggregate
+from tests.clock import Clock
 from tests.lambda_src.rollup_table import SONNET, SONNET_VERSION, Deployed, usage
 from tests.telemetry import (
     EVENTS_LOG_GROUP,
@@ -98,7 +99,7 @@ def test_every_item_expires_after_its_period_plus_the_ttl(deployed: Deployed) ->
     month_end = int(datetime(2026, 12, 1, tzinfo=UTC).timestamp()) + 90 * 86400
     for (pk, sk), item in deployed.items().items():
         if pk.startswith("LEDGER#"):
-            assert item["expires_at"] > datetime.now(UTC).timestamp()
+            assert item["expires_at"] > deployed.clock()
         elif sk.startswith("MONTH#") or (pk.startswith(("DAY#", "TOP#2026-11")) and len(pk) == len("TOP#2026-11")):
             assert item["expires_at"] == month_end, (pk, sk)
         else:
@@ -122,7 +123,7 @@ def test_a_delivery_that_failed_half_way_writes_only_what_is_missing_on_retry(
 ) -> None:
     developers = [Developer(email=f"dev{i:03d}@example.com", team=f"team-{i % 7}") for i in range(40)]
     payload = logs_batch(METRICS_LOG_GROUP, [event for dev in developers for event in usage(NOON, dev)[:2]])
-    reference = Deployed(aws_client, "rollups-reference")
+    reference = Deployed(aws_client, "rollups-reference", deployed.clock)
     reference.deliver(payload)
 
     class FailingSecondTransaction:
@@ -139,9 +140,11 @@ def test_a_delivery_that_failed_half_way_writes_only_what_is_missing_on_retry(
         def __getattr__(self, name: str) -> Any:
             return getattr(self.client, name)
 
-    failing = RollupStore(FailingSecondTransaction(deployed.dynamodb), deployed.table, pause=lambda _: None)
+    failing = RollupStore(
+        FailingSecondTransaction(deployed.dynamodb), deployed.table, deployed.clock, pause=lambda _: None
+    )
     with pytest.raises(ConnectionError):
-        aggregate(subscription_event(payload), deployed.settings, failing, lambda _: None)
+        aggregate(subscription_event(payload), deployed.settings, failing, lambda _: None, deployed.clock)
     retried = deployed.deliver(payload)
 
     assert retried["chunks"] >= 2 and retried["chunks_already_applied"] == 1
@@ -177,8 +180,8 @@ def test_a_late_event_lands_in_the_bucket_and_day_of_its_own_time(deployed: Depl
     assert deployed.item("TOTAL#token.usage#2026-11-20", f"2026-11-20T12:00Z#input#{SONNET_VERSION}")["value"] == 1000
 
 
-def test_days_and_months_follow_the_reporting_time_zone(aws_client: Callable[[str], Any]) -> None:
-    berlin = Deployed(aws_client, "rollups-berlin", time_zone="Europe/Berlin")
+def test_days_and_months_follow_the_reporting_time_zone(aws_client: Callable[[str], Any], clock: Clock) -> None:
+    berlin = Deployed(aws_client, "rollups-berlin", clock, time_zone="Europe/Berlin")
     new_year_in_berlin = datetime(2026, 12, 31, 23, 30, tzinfo=UTC)
     berlin.deliver(logs_batch(METRICS_LOG_GROUP, usage(new_year_in_berlin, ADA)[:1]))
 
@@ -211,11 +214,13 @@ def test_malformed_log_events_are_counted_and_queued_and_the_good_ones_kept(depl
     no_attributes = log_event(
         NOON, json.dumps({"claude_code.token.usage": 50, "_aws": {"Timestamp": 1_795_000_000_000}})
     )
+    deployed.clock.set(datetime(2026, 11, 24, 0, 5, tzinfo=UTC))  # the delivery arrives just after midnight
     result = deployed.deliver(logs_batch(METRICS_LOG_GROUP, [*good, *bad, unknown_metric, no_attributes]))
 
     assert result["quarantined"] == 4
-    assert deployed.item("USER#ada@example.com", f"DAY#{DAY}")["tokens"] == 1200
-    assert deployed.item(f"QUALITY#{DAY}", "malformed#metrics")["log_events"] == 4
+    assert deployed.item("USER#ada@example.com", f"DAY#{DAY}")["tokens"] == 1200  # good events: their own day
+    assert deployed.item("QUALITY#2026-11-24", "malformed#metrics")["log_events"] == 4  # malformed: the arrival day
+    assert ("QUALITY#2026-11-23", "malformed#metrics") not in deployed.items()
     assert deployed.item(f"QUALITY#{DAY}", "unknown_metric#claude_code.brand_new.count")["points"] == 1
     unattributed_day = keys.local_day(1_795_000_000, ZoneInfo("UTC"))
     assert deployed.item(f"QUALITY#{unattributed_day}", "source#none")["tokens"] == 50
@@ -240,8 +245,8 @@ def test_an_unreadable_delivery_is_queued_whole_and_counted(deployed: Deployed) 
         "not a readable CloudWatch Logs batch (gzip/JSON)",
         "not a CloudWatch Logs subscription event (awslogs.data)",
     ]
-    today = keys.local_day(datetime.now(UTC).timestamp(), ZoneInfo("UTC"))
-    assert deployed.item(f"QUALITY#{today}", "malformed#delivery")["deliveries"] == 1
+    arrival_day = keys.local_day(deployed.clock(), ZoneInfo("UTC"))
+    assert deployed.item(f"QUALITY#{arrival_day}", "malformed#delivery")["deliveries"] == 1
 
 
 def test_control_messages_write_nothing(deployed: Deployed) -> None:
@@ -302,6 +307,8 @@ def test_the_handler_reads_its_settings_from_the_environment(
     }
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
-    result = module.handler(subscription_event(logs_batch(METRICS_LOG_GROUP, usage(NOON, ADA)[:1])), None)
+    result = module.handler(
+        subscription_event(logs_batch(METRICS_LOG_GROUP, usage(NOON, ADA)[:1])), None, clock=deployed.clock
+    )
     assert result["status"] == "ok"
     assert deployed.item("USER#ada@example.com", f"DAY#{DAY}")["tokens"] == 1000

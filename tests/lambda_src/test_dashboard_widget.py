@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from lambda_src.dashboard_widget.handler import MAX_DAYS, WIDGETS, RollupReader, render, time_range
+from tests.clock import Clock
 from tests.lambda_src.rollup_table import SONNET, SONNET_VERSION, Deployed, usage
 from tests.telemetry import EVENTS_LOG_GROUP, METRICS_LOG_GROUP, Developer, api_request, claude_event, logs_batch
 
@@ -154,8 +155,8 @@ def test_the_range_follows_the_zoom_and_is_bounded() -> None:
     assert berlin.days[-1] == "2027-01-01"
 
 
-def test_items_read_per_render_do_not_grow_with_users(aws_client: Any) -> None:
-    few, many = Deployed(aws_client, "rollups-few"), Deployed(aws_client, "rollups-many")
+def test_items_read_per_render_do_not_grow_with_users(aws_client: Any, clock: Clock) -> None:
+    few, many = Deployed(aws_client, "rollups-few", clock), Deployed(aws_client, "rollups-many", clock)
     fill(few, fleet(6))  # at least as many users as the top list's limit
     fill(many, fleet(60))
     for widget, params in PARAMS.items():

@@ -18,6 +18,7 @@ from lambda_src.common import rollups as keys
 from lambda_src.common.quota_policies import QuotaPolicy
 from lambda_src.quota_monitor import handler as monitor
 from lambda_src.quota_monitor.handler import AlertLedger, Report, Settings, UsageReader, run
+from tests.clock import Clock
 from tests.lambda_src.rollup_table import SONNET, Deployed, create_quota_table, usage
 from tests.telemetry import METRICS_LOG_GROUP, Developer, emf_event, logs_batch
 
@@ -149,8 +150,10 @@ def test_a_claim_left_by_a_run_that_died_is_taken_over_after_the_lease(deployed:
     assert quota.run(NOW + timedelta(seconds=monitor.LEASE_SECONDS + 60)).alerts_sent == 1
 
 
-def test_periods_follow_the_time_zone_across_the_month_and_day_rollover(aws_client: Callable[[str], Any]) -> None:
-    berlin = Deployed(aws_client, f"rollups-{uuid.uuid4().hex[:12]}", time_zone="Europe/Berlin")
+def test_periods_follow_the_time_zone_across_the_month_and_day_rollover(
+    aws_client: Callable[[str], Any], clock: Clock
+) -> None:
+    berlin = Deployed(aws_client, f"rollups-{uuid.uuid4().hex[:12]}", clock, time_zone="Europe/Berlin")
     quota = QuotaHarness(
         berlin, [QuotaPolicy("default", daily_usd=10 * MINUTE_USD, monthly_usd=10 * MINUTE_USD)], "Europe/Berlin"
     )
@@ -262,7 +265,7 @@ def test_the_handler_publishes_to_sns(
     deployed: Deployed, aws_client: Callable[[str], Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     quota = QuotaHarness(deployed, [QuotaPolicy("default", daily_usd=10 * MINUTE_USD)])
-    quota.work(datetime.now(UTC) - timedelta(minutes=1), scale=9)
+    quota.work(NOW - timedelta(minutes=1), scale=9)
     sns, sqs = aws_client("sns"), aws_client("sqs")
     topic = sns.create_topic(Name=f"quota-{uuid.uuid4().hex[:8]}")["TopicArn"]
     inbox = sqs.create_queue(QueueName=f"inbox-{uuid.uuid4().hex[:8]}")["QueueUrl"]
@@ -278,12 +281,12 @@ def test_the_handler_publishes_to_sns(
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(monitor, "boto3", SimpleNamespace(client=aws_client))
 
-    summary = monitor.handler({}, None)
+    summary = monitor.handler({}, None, now=lambda: NOW)
     assert summary["alerts_sent"] == 1 and summary["items_read"] == 2
     (message,) = sqs.receive_message(QueueUrl=inbox, MaxNumberOfMessages=10)["Messages"]
     notification = json.loads(message["Body"])
     assert notification["Subject"] == "Claude Code quota: ada@example.com is at 90% of the daily USD limit"
-    assert monitor.handler({}, None)["alerts_sent"] == 0
+    assert monitor.handler({}, None, now=lambda: NOW + timedelta(minutes=15))["alerts_sent"] == 0
 
 
 def test_periods_are_calendar_days_and_months_of_the_time_zone() -> None:
