@@ -26,7 +26,7 @@ from components.iam import service_trust_policy
 from components.lambda_code import python_function
 from components.s3 import deny_insecure_transport, make_private
 from lambda_src.common.lake_schema import PARTITION_KEYS, PARTITIONED_TABLES, TABLES, Column
-from lambda_src.common.pricing import price_rows
+from lambda_src.common.pricing import DEFAULT_PRICE_TABLE, PRICE_TABLE_VARIABLE, PriceTable
 
 TRANSFORM_FUNCTION = "analytics_transform"
 PROJECTION_START = "2025-01-01"  # Claude Code telemetry starts in 2025; the range has no end year (NOW)
@@ -70,6 +70,8 @@ class AnalyticsArgs:
     bytes_scanned_cutoff_mb: int = 10240
     log_retention_days: int = 30
     queries: QuerySettings = field(default_factory=QuerySettings)
+    prices: PriceTable = DEFAULT_PRICE_TABLE
+    """The prices table the queries join on; the transform resolves each row's model to its key."""
     tags: Mapping[str, str] = field(default_factory=dict)
 
     def problems(self) -> list[str]:
@@ -162,8 +164,8 @@ def firehose_prefixes(table: str) -> tuple[str, str]:
     )
 
 
-def prices_document() -> str:
-    return "".join(json.dumps(row, sort_keys=True) + "\n" for row in price_rows())
+def prices_document(prices: PriceTable) -> str:
+    return "".join(json.dumps(row, sort_keys=True) + "\n" for row in prices.rows())
 
 
 def firehose_policy(
@@ -381,7 +383,7 @@ class Analytics(pulumi.ComponentResource):
             f"{name}-prices",
             bucket=lake.id,
             key="prices/prices.json",
-            content=prices_document(),
+            content=prices_document(args.prices),
             content_type="application/x-ndjson",
             server_side_encryption="aws:kms",
             kms_key_id=key.arn,
@@ -401,7 +403,11 @@ class Analytics(pulumi.ComponentResource):
             f"{name}-transform",
             folder=TRANSFORM_FUNCTION,
             description="Firehose transform: CloudWatch Logs batches to lake rows partitioned by event time",
-            environment={"METRICS_LOG_GROUP": args.metrics_log_group, "EVENTS_LOG_GROUP": args.events_log_group},
+            environment={
+                "METRICS_LOG_GROUP": args.metrics_log_group,
+                "EVENTS_LOG_GROUP": args.events_log_group,
+                PRICE_TABLE_VARIABLE: args.prices.to_json(),
+            },
             account_id=account,
             parent=self,
             timeout=120,

@@ -26,6 +26,20 @@ from typing import Any, Literal
 
 import yaml
 
+from lambda_src.common.telemetry import (
+    ACCOUNT_ID,
+    ACCOUNT_UUID,
+    COST_CENTER,
+    DEPARTMENT,
+    DIMENSION_NAMES,
+    METRICS,
+    ORGANISATION_ATTRIBUTES,
+    TEAM,
+    UNATTRIBUTED,
+    USER_EMAIL,
+    USER_ID,
+)
+
 OTLP_HTTP_PORT = 4318
 OTLP_GRPC_PORT = 4317
 HEALTH_CHECK_PORT = 13133
@@ -34,57 +48,20 @@ CONFIG_ENV_VAR = "OTELCOL_CONFIG"
 
 METRICS_BATCH_TIMEOUT = "60s"
 EVENTS_BATCH_TIMEOUT = "5s"
-UNATTRIBUTED = "unattributed"
 
-# Resource attributes Claude Code users set through OTEL_RESOURCE_ATTRIBUTES (see the managed settings).
-DEPARTMENT, TEAM, COST_CENTER, ORGANIZATION = "department", "team.id", "cost_center", "organization.id"
-ORGANISATION_DIMENSIONS = (DEPARTMENT, TEAM, COST_CENTER)
-
-# Per-user and per-session attributes: never a metric dimension.
-PER_USER_ATTRIBUTES = (
-    "user.email",
-    "user.id",
-    "user.account_uuid",
-    "user.name",
-    "session.id",
-    "UserEmail",
-    "UserId",
-    "email",
-    "userId",
-    "user_email",
-    "user_id",
-    "session_id",
-    "SessionId",
-)
-
-# Identity attributes the verified token overwrites, with the claim that fills each (configurable names).
-IDENTITY_ATTRIBUTES = ("user.email", "user.id", DEPARTMENT, TEAM, COST_CENTER)
+# Identity attributes the verified token replaces: the ones it fills from claims, and the client's own
+# account attributes, which no token vouches for and which are therefore removed.
+IDENTITY_ATTRIBUTES = (USER_EMAIL, USER_ID, DEPARTMENT, TEAM, COST_CENTER)
+REMOVED_CLIENT_IDENTITY = (ACCOUNT_UUID, ACCOUNT_ID)
 
 BEARER_ATTRIBUTE = "ccm.bearer"
 
-_ORG = [[DEPARTMENT], [TEAM], [COST_CENTER], [ORGANIZATION]]
-
-# metric name -> declared dimension sets. `[]` is the total without dimensions.
+# metric name -> declared dimension sets (from the telemetry contract). `[]` is the total without dimensions.
 DIMENSION_SETS: dict[str, list[list[str]]] = {
-    "claude_code.token.usage": [[], ["type"], ["model"], ["model", "type"], *_ORG, [DEPARTMENT, "type"]],
-    "claude_code.cost.usage": [[], ["model"], *_ORG, [DEPARTMENT, "model"]],
-    "claude_code.session.count": [[], *_ORG],
-    "claude_code.active_time.total": [[], *_ORG],
-    "claude_code.commit.count": [[], *_ORG],
-    "claude_code.pull_request.count": [[], *_ORG],
-    "claude_code.lines_of_code.count": [[], ["type"], [DEPARTMENT, "type"], [TEAM, "type"], [COST_CENTER, "type"]],
-    "claude_code.code_edit_tool.decision": [
-        [],
-        ["decision"],
-        ["tool", "decision"],
-        ["language", "decision"],
-        ["tool", "decision", "language"],
-        [DEPARTMENT, "decision"],
-        [TEAM, "decision"],
-    ],
+    metric.name: [list(dimension_set) for dimension_set in metric.dimension_sets] for metric in METRICS
 }
 
-AGGREGATE_DIMENSIONS = frozenset(name for sets in DIMENSION_SETS.values() for dims in sets for name in dims)
+AGGREGATE_DIMENSIONS = DIMENSION_NAMES
 
 
 @dataclass(frozen=True)
@@ -166,7 +143,10 @@ def render_collector_config(settings: CollectorPipelineSettings) -> dict[str, An
             "log_stream_name": "claude-code-metrics",
             "dimension_rollup_option": "NoDimensionRollup",
             "resource_to_telemetry_conversion": {"enabled": True},
-            "retain_initial_value_of_delta_metric": True,
+            # Claude Code's units (tokens, USD, s) are not CloudWatch units: EMF carries the contract's mapping.
+            "metric_descriptors": [
+                {"metric_name": metric.name, "unit": metric.cloudwatch_unit, "overwrite": True} for metric in METRICS
+            ],
             "metric_declarations": [
                 {"metric_name_selectors": [_config_literal(f"^{re.escape(name)}$")], "dimensions": dimension_sets}
                 for name, dimension_sets in DIMENSION_SETS.items()
@@ -209,8 +189,10 @@ def _identity_transform(claims: IdentityClaimNames) -> dict[str, Any]:
 
     The load balancer has checked the token's signature, issuer, expiry and audience before the request
     reaches a task, and tasks accept traffic only from the load balancer, so decoding without a second
-    signature check is sound here. A claim the token lacks removes the attribute rather than keep a
-    client's value.
+    signature check is sound here. The client puts identity on every data point and log record, so those
+    are removed there (with the account attributes no token vouches for) and set on the resource from the
+    claims. A claim the token lacks removes the attribute rather than keep a client's value; a token with
+    neither an email nor a subject makes the user `unattributed`.
     """
     bearer = f'resource.attributes["{BEARER_ATTRIBUTE}"]'
     payload = 'resource.cache["payload"]'
@@ -219,13 +201,21 @@ def _identity_transform(claims: IdentityClaimNames) -> dict[str, Any]:
         f'merge_maps(resource.cache, ExtractPatterns({bearer}, "{payload_pattern}"), "upsert") where {bearer} != nil',
         f'set(resource.cache["claims"], ParseJSON(Decode({payload}, "base64-raw-url"))) where {payload} != nil',
     ]
-    for attribute, claim in claims.by_attribute().items():
+    for attribute in (*IDENTITY_ATTRIBUTES, *REMOVED_CLIENT_IDENTITY):
         resource.append(f'delete_key(resource.attributes, "{attribute}")')
+    for attribute, claim in claims.by_attribute().items():
         resource.append(
             f'set(resource.attributes["{attribute}"], resource.cache["claims"]["{claim}"]) '
             'where resource.cache["claims"] != nil'
         )
-    record_level = [f'delete_key({{scope}}.attributes, "{attribute}")' for attribute in IDENTITY_ATTRIBUTES]
+    resource.append(
+        f'set(resource.attributes["{USER_ID}"], "{UNATTRIBUTED}") '
+        f'where resource.attributes["{USER_EMAIL}"] == nil and resource.attributes["{USER_ID}"] == nil'
+    )
+    record_level = [
+        f'delete_key({{scope}}.attributes, "{attribute}")'
+        for attribute in (*IDENTITY_ATTRIBUTES, *REMOVED_CLIENT_IDENTITY)
+    ]
     return {
         "error_mode": "ignore",
         "metric_statements": [
@@ -243,7 +233,7 @@ def _unattributed_transform() -> dict[str, Any]:
     """Organisation dimensions a client did not send become `unattributed`, so no declared set drops out."""
     statements = [
         f'set(resource.attributes["{name}"], "{UNATTRIBUTED}") where resource.attributes["{name}"] == nil'
-        for name in ORGANISATION_DIMENSIONS
+        for name in ORGANISATION_ATTRIBUTES
     ]
     return {
         "error_mode": "ignore",

@@ -21,6 +21,7 @@ from components.alarms import Alarm, raise_alarms
 from components.dashboard_body import CollectorHealth, DashboardBodySettings, dashboard_body
 from components.dynamodb_table import keyed_table
 from components.lambda_code import python_function
+from lambda_src.common.pricing import DEFAULT_PRICE_TABLE, PRICE_TABLE_VARIABLE, PriceTable
 from lambda_src.common.rollups import (
     PARTITION_KEY,
     USAGE_INDEX,
@@ -64,6 +65,8 @@ class DashboardArgs:
     quota: bool = False
     """Quota is enabled: give the table the usage index the quota monitor lists users with, and add the panel
     of users near or over their quota."""
+    prices: PriceTable = DEFAULT_PRICE_TABLE
+    """Token prices the aggregator costs usage with (the client's own cost for models it lacks)."""
     tags: Mapping[str, str] = field(default_factory=dict)
 
     def problems(self) -> list[str]:
@@ -207,6 +210,7 @@ class Dashboard(pulumi.ComponentResource):
                 "FAILED_QUEUE_URL": failed.url,
                 "TIME_ZONE": args.time_zone,
                 "ROLLUP_TTL_DAYS": str(args.rollup_ttl_days),
+                PRICE_TABLE_VARIABLE: args.prices.to_json(),
             },
             account_id=account,
             parent=self,

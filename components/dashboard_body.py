@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from components.collector_config import TEAM
+from lambda_src.common.telemetry import DECISION, TEAM, TOOL_NAME
 
 PERIOD = 300
 BEDROCK_PROBLEMS = ("InvocationThrottles", "InvocationClientErrors", "InvocationServerErrors")
@@ -207,7 +207,7 @@ def dashboard_body(settings: DashboardBodySettings) -> dict[str, Any]:
                 [ns, decisions, "decision", "reject", {"id": "m2", "visible": False}],
             ],
         ),
-        metric(settings, "Edits by tool and decision", [expression(search(ns, ["decision", "tool"], decisions), "")]),
+        metric(settings, "Edits by tool and decision", [expression(search(ns, [DECISION, TOOL_NAME], decisions), "")]),
         metric(
             settings,
             "Code generation by language",

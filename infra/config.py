@@ -30,6 +30,7 @@ from components.bearer_token_ingest import MAX_CREDENTIAL_AGE_DAYS as BEARER_CRE
 from components.claude_settings import BAGGAGE_KEY_PATTERN, BAGGAGE_VALUE_PATTERN
 from components.collector import DEFAULT_COLLECTOR_IMAGE, PINNED_IMAGE_PATTERN
 from components.operations import EMAIL_PATTERN, HTTPS_URL_PATTERN
+from lambda_src.common.pricing import PRICE_TABLE_MAX_BYTES, ModelPrice, PriceTable
 
 PROJECT = "claude-code-monitoring"
 
@@ -451,6 +452,28 @@ class BearerTokenIngestConfig(_Section):
         return self
 
 
+UsdPerMillion = Annotated[
+    float,
+    Field(ge=0, le=10_000, allow_inf_nan=False, json_schema_extra={"allowed": "USD per million tokens, 0 to 10000"}),
+]
+
+
+class ModelPriceConfig(_Section):
+    """One entry of the stack's price table: re-prices tokens at your contract or Bedrock rates."""
+
+    model: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9.:_-]{0,127}[*]?$",
+        json_schema_extra={
+            "allowed": "a model id as Claude Code reports it (claude-sonnet-4-5-20250929), an undated id "
+            "(claude-sonnet-4-5), or a prefix ending in * (claude-opus-5*), in lower case"
+        },
+    )
+    input: UsdPerMillion
+    output: UsdPerMillion
+    cache_read: UsdPerMillion
+    cache_creation: UsdPerMillion
+
+
 class StackConfig(_Section):
     """Everything the program reads from a stack."""
 
@@ -470,6 +493,31 @@ class StackConfig(_Section):
     analytics: AnalyticsConfig = AnalyticsConfig()
     quota: QuotaConfig = QuotaConfig()
     bearer_token_ingest: BearerTokenIngestConfig = BearerTokenIngestConfig()
+    pricing: list[ModelPriceConfig] = []
+
+    @field_validator("pricing")
+    @classmethod
+    def _one_entry_per_model(cls, entries: list[ModelPriceConfig]) -> list[ModelPriceConfig]:
+        models = [entry.model for entry in entries]
+        repeated = sorted({model for model in models if models.count(model) > 1})
+        if repeated:
+            raise ValueError(f"pricing names {', '.join(repeated)} more than once; give each model one entry")
+        size = len(PriceTable.with_overrides({e.model: ModelPrice(0, 0, 0, 0) for e in entries}).to_json())
+        if size > PRICE_TABLE_MAX_BYTES:
+            raise ValueError(
+                f"pricing has too many entries: the table must fit {PRICE_TABLE_MAX_BYTES} bytes of a Lambda "
+                f"environment, got about {size}; use prefixes ending in * for families of models"
+            )
+        return entries
+
+    def price_table(self) -> PriceTable:
+        """The defaults with this stack's entries added or replacing theirs."""
+        return PriceTable.with_overrides(
+            {
+                entry.model: ModelPrice(entry.input, entry.output, entry.cache_read, entry.cache_creation)
+                for entry in self.pricing
+            }
+        )
 
     @model_validator(mode="after")
     def _readers_of_the_collector(self) -> StackConfig:
@@ -489,6 +537,7 @@ class StackConfig(_Section):
 
 # Keys in the project namespace that hold one object each, and the scalar keys declared in Pulumi.yaml.
 SECTION_KEYS = ("collector", "dashboard", "analytics", "quota", "bearerTokenIngest")
+TABLE_KEYS = ("pricing",)  # a list of objects each, declared here like the sections
 SCALAR_KEYS = ("namePrefix", "alarmEmails")
 
 
@@ -509,14 +558,14 @@ def parse_stack_config(raw: Mapping[str, Any], stack_file: str) -> StackConfig:
                 tags = _maybe_json(value)
                 document["defaultTags"] = tags.get("tags", {}) if isinstance(tags, dict) else tags
         elif namespace == PROJECT:
-            if key in SECTION_KEYS or key == "alarmEmails":
+            if key in SECTION_KEYS or key in TABLE_KEYS or key == "alarmEmails":
                 document[key] = _maybe_json(value)
             elif key in SCALAR_KEYS:
                 document[key] = value
             else:
                 problems.append(
                     f"{full_key} is not a setting of this project; the project's keys are "
-                    f"{', '.join(SCALAR_KEYS + SECTION_KEYS)} ({stack_file})"
+                    f"{', '.join(SCALAR_KEYS + SECTION_KEYS + TABLE_KEYS)} ({stack_file})"
                 )
     if "region" not in document:
         problems.append(f"aws:region must be set to an AWS region such as eu-west-1 ({stack_file})")

@@ -25,6 +25,7 @@ from infra.config import (
     QuotaConfig,
     StackConfig,
 )
+from lambda_src.common.pricing import PriceTable
 from lambda_src.common.quota_policies import QuotaPolicy
 
 
@@ -100,6 +101,7 @@ def compose(settings: StackConfig, stack: str) -> dict[str, pulumi.Input[object]
                 settings.region,
                 collector.telemetry_log_groups,
                 operations.topic_arn,
+                settings.price_table(),
             ),
         )
         outputs.update(
@@ -147,6 +149,7 @@ def dashboard_args(settings: StackConfig, collector: Collector, alarm_topic_arn:
         time_zone=settings.quota.time_zone,
         promql_teams=settings.bearer_token_ingest.enabled,
         quota=settings.quota.enabled,
+        prices=settings.price_table(),
     )
 
 
@@ -178,15 +181,17 @@ def analytics_args(
     region: str,
     log_groups: dict[str, pulumi.Output[str]],
     alarm_topic_arn: pulumi.Input[str],
+    prices: PriceTable,
 ) -> AnalyticsArgs:
     """The Analytics arguments from the `analytics` section; the quota section gives the quota query its limits
-    and time zone."""
+    and time zone, the stack's price table the prices the queries join on."""
     return AnalyticsArgs(
         **section.model_dump(exclude={"enabled"}),
         metrics_log_group=log_groups["metrics"],
         events_log_group=log_groups["events"],
         region=region,
         alarm_topic_arn=alarm_topic_arn,
+        prices=prices,
         queries=QuerySettings(
             time_zone=quota.time_zone,
             quota_policies=quota_policy_rows(quota),

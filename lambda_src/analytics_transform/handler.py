@@ -42,6 +42,7 @@ from lambda_src.common.log_records import (
     read_logs_batch,
 )
 from lambda_src.common.logs import log
+from lambda_src.common.pricing import DEFAULT_PRICE_TABLE, PRICE_TABLE_VARIABLE, PriceTable
 
 Table = Literal["metrics", "events"]
 
@@ -56,10 +57,15 @@ QUARANTINE_KEY = "quarantined_log_event"
 @dataclass(frozen=True)
 class Settings:
     log_groups: Mapping[str, Table]
+    prices: PriceTable = DEFAULT_PRICE_TABLE
+    """Resolves each row's model_version, the key the analytics prices table joins on."""
 
     @classmethod
     def from_environment(cls, environment: Mapping[str, str]) -> Settings:
-        return cls({environment["METRICS_LOG_GROUP"]: "metrics", environment["EVENTS_LOG_GROUP"]: "events"})
+        return cls(
+            {environment["METRICS_LOG_GROUP"]: "metrics", environment["EVENTS_LOG_GROUP"]: "events"},
+            PriceTable.from_json(environment.get(PRICE_TABLE_VARIABLE)),
+        )
 
 
 @dataclass
@@ -138,9 +144,9 @@ def decide_log_batch(
             if not isinstance(log_event, dict) or not isinstance(log_event.get("message"), str):
                 raise MalformedLogEventError("a log event needs a message")
             if table == "metrics":
-                rows.extend(metric_rows(log_event))
+                rows.extend(metric_rows(log_event, settings.prices))
             else:
-                rows.extend(event_rows(log_event, arrival_milliseconds))
+                rows.extend(event_rows(log_event, arrival_milliseconds, settings.prices))
         except Exception as error:  # noqa: BLE001  one bad log event must never fail the rest of its batch
             reason = quarantine_reason(error)
             quarantine.append(quarantine_record(batch["logGroup"], log_event, reason))

@@ -11,6 +11,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lambda_src.common.telemetry import (
+    ACCOUNT_ID,
+    ACCOUNT_UUID,
+    APP_VERSION,
+    COST_CENTER,
+    DECISION,
+    DEPARTMENT,
+    ORGANIZATION_ID,
+    SERVICE_VERSION,
+    SESSION_ID,
+    SOURCE,
+    TEAM,
+    TERMINAL_TYPE,
+    USER_EMAIL,
+    USER_ID,
+)
+
 
 @dataclass(frozen=True)
 class Column:
@@ -20,6 +37,12 @@ class Column:
     comment: str = ""
     attribute: str | None = None
     """The Claude Code (or OpenTelemetry resource) attribute the column holds, if any."""
+    also: tuple[str, ...] = ()
+    """Other attribute names that fill the column when `attribute` is absent (the same fact, named per event)."""
+
+    @property
+    def attributes(self) -> tuple[str, ...]:
+        return () if self.attribute is None else (self.attribute, *self.also)
 
 
 PARTITION_KEYS = (
@@ -30,21 +53,24 @@ PARTITION_KEYS = (
 _IDENTITY = (
     Column("user_key", "string", "user.email, else user.id, else user.account_uuid"),
     Column("user_key_source", "string", "Which attribute user_key came from; NULL when none"),
-    Column("user_email", "string", attribute="user.email"),
-    Column("user_id", "string", attribute="user.id"),
-    Column("user_account_uuid", "string", attribute="user.account_uuid"),
-    Column("organization_id", "string", attribute="organization.id"),
-    Column("session_id", "string", attribute="session.id"),
-    Column("app_version", "string", "Claude Code version", attribute="app.version"),
-    Column("terminal_type", "string", attribute="terminal.type"),
-    Column("department", "string", attribute="department"),
-    Column("team_id", "string", attribute="team.id"),
-    Column("cost_center", "string", attribute="cost_center"),
+    Column("user_email", "string", attribute=USER_EMAIL),
+    Column(
+        "user_id", "string", "Installation hash; `unattributed` when a verified token named nobody", attribute=USER_ID
+    ),
+    Column("user_account_uuid", "string", attribute=ACCOUNT_UUID),
+    Column("user_account_id", "string", attribute=ACCOUNT_ID),
+    Column("organization_id", "string", attribute=ORGANIZATION_ID),
+    Column("session_id", "string", attribute=SESSION_ID),
+    Column("app_version", "string", "Claude Code version: app.version, else service.version", attribute=APP_VERSION),
+    Column("terminal_type", "string", attribute=TERMINAL_TYPE),
+    Column("department", "string", attribute=DEPARTMENT),
+    Column("team_id", "string", attribute=TEAM),
+    Column("cost_center", "string", attribute=COST_CENTER),
 )
 
 _RESOURCE = (
     Column("service_name", "string", attribute="service.name"),
-    Column("service_version", "string", attribute="service.version"),
+    Column("service_version", "string", attribute=SERVICE_VERSION),
     Column("os_type", "string", attribute="os.type"),
     Column("os_version", "string", attribute="os.version"),
     Column("host_arch", "string", attribute="host.arch"),
@@ -53,7 +79,11 @@ _RESOURCE = (
 
 _MODEL = (
     Column("model", "string", "Model as reported", attribute="model"),
-    Column("model_version", "string", "Canonical model version, the key of the prices table"),
+    Column(
+        "model_version",
+        "string",
+        "The prices table's key for the model (such as claude-sonnet-4-5); the normalised id when none matches",
+    ),
 )
 
 _ORIGIN = (
@@ -74,7 +104,7 @@ METRICS_COLUMNS = (
         "Token type (input, output, cacheRead, cacheCreation) or lines (added, removed)",
         attribute="type",
     ),
-    Column("tool", "string", attribute="tool"),
+    Column("tool_name", "string", "Write, Edit, MultiEdit, NotebookEdit, ...", attribute="tool_name"),
     Column("decision", "string", attribute="decision"),
     Column("language", "string", attribute="language"),
     *_RESOURCE,
@@ -101,8 +131,20 @@ EVENTS_COLUMNS = (
     Column("attempt", "int", attribute="attempt"),
     Column("tool_name", "string", attribute="tool_name"),
     Column("success", "boolean", attribute="success"),
-    Column("decision", "string", attribute="decision"),
-    Column("decision_source", "string", attribute="source"),
+    Column(
+        "decision",
+        "string",
+        "tool_decision: decision; tool_result: decision_type",
+        attribute=DECISION,
+        also=("decision_type",),
+    ),
+    Column(
+        "decision_source",
+        "string",
+        "tool_decision: source; tool_result: decision_source",
+        attribute=SOURCE,
+        also=("decision_source",),
+    ),
     Column("tool_parameters", "string", attribute="tool_parameters"),
     Column("prompt_length", "bigint", attribute="prompt_length"),
     *_RESOURCE,
@@ -112,7 +154,7 @@ EVENTS_COLUMNS = (
 )
 
 PRICES_COLUMNS = (
-    Column("model_version", "string"),
+    Column("model_version", "string", "Model id, undated id, or prefix ending in *"),
     Column("token_type", "string", "input, output, cacheRead or cacheCreation"),
     Column("usd_per_million_tokens", "double"),
 )

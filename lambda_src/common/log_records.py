@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lambda_src.common.lake_schema import EVENTS_COLUMNS, METRICS_COLUMNS, Column
-from lambda_src.common.pricing import model_version
+from lambda_src.common.pricing import DEFAULT_PRICE_TABLE, PriceTable, model_version
 from lambda_src.common.telemetry import user_key
 
 Partition = tuple[str, str]  # (dt, hour)
@@ -131,21 +131,20 @@ def fill_columns(columns: Sequence[Column], sources: Sequence[dict[str, Any]], r
     """Set each attribute column from the first source that has the attribute; consumed attributes leave their
     source, a value that does not fit its column stays there as text."""
     for column in columns:
-        if column.attribute is None:
+        found = next(((source, name) for name in column.attributes for source in sources if name in source), None)
+        if found is None:
             continue
-        for source in sources:
-            if column.attribute in source:
-                raw = source[column.attribute]
-                value = coerce(raw, column.type)
-                row[column.name] = value
-                if value is not None or raw is None:
-                    del source[column.attribute]
-                else:
-                    source[column.attribute] = as_text(raw)
-                break
+        source, name = found
+        raw = source[name]
+        value = coerce(raw, column.type)
+        row[column.name] = value
+        if value is not None or raw is None:
+            del source[name]
+        else:
+            source[name] = as_text(raw)
 
 
-def identity_columns(row: dict[str, Any]) -> None:
+def identity_columns(row: dict[str, Any], prices: PriceTable) -> None:
     key, source = user_key(
         {
             "user.email": row.get("user_email"),
@@ -154,7 +153,8 @@ def identity_columns(row: dict[str, Any]) -> None:
         }
     )
     row["user_key"], row["user_key_source"] = key, source
-    row["model_version"] = model_version(row.get("model"))
+    row["model_version"] = prices.key_for(row.get("model")) or model_version(row.get("model"))
+    row["app_version"] = row.get("app_version") or row.get("service_version")  # app.version is opt-in
 
 
 def text_map(values: Mapping[str, Any]) -> dict[str, str]:
@@ -168,7 +168,7 @@ def empty_row(columns: Sequence[Column]) -> dict[str, Any]:
 # Log events -> rows ---------------------------------------------------------------------------------------
 
 
-def metric_rows(log_event: Mapping[str, Any]) -> list[Row]:
+def metric_rows(log_event: Mapping[str, Any], prices: PriceTable = DEFAULT_PRICE_TABLE) -> list[Row]:
     """Every data point of one EMF log event, as metrics rows."""
     document = parse_json(log_event["message"])
     if not isinstance(document, dict):
@@ -203,7 +203,7 @@ def metric_rows(log_event: Mapping[str, Any]) -> list[Row]:
     base = empty_row(METRICS_COLUMNS)
     remaining = dict(attributes)
     fill_columns(METRICS_COLUMNS, [remaining], base)
-    identity_columns(base)
+    identity_columns(base, prices)
     base["attributes"] = text_map(remaining)
     base["event_time"] = event_time
     base["log_event_id"] = log_event.get("id")
@@ -215,7 +215,9 @@ def metric_rows(log_event: Mapping[str, Any]) -> list[Row]:
     return rows
 
 
-def event_rows(log_event: Mapping[str, Any], arrival_milliseconds: float) -> list[Row]:
+def event_rows(
+    log_event: Mapping[str, Any], arrival_milliseconds: float, prices: PriceTable = DEFAULT_PRICE_TABLE
+) -> list[Row]:
     """One Claude Code event (an OpenTelemetry log record), as an events row."""
     document = parse_json(log_event["message"])
     if not isinstance(document, dict):
@@ -240,7 +242,7 @@ def event_rows(log_event: Mapping[str, Any], arrival_milliseconds: float) -> lis
     event_time = checked_time(when)
     row = empty_row(EVENTS_COLUMNS)
     fill_columns(EVENTS_COLUMNS, [attributes, resource], row)
-    identity_columns(row)
+    identity_columns(row, prices)
     row.update(
         event_time=event_time,
         event_name=name,

@@ -1,35 +1,161 @@
-"""What Claude Code sends, as the collector writes it to CloudWatch Logs, and how a record names its user.
+"""The telemetry contract: what the real Claude Code client sends, written once. Everything that reads or
+declares Claude Code telemetry imports it: the collector configuration (dimension sets, units, identity), the
+dashboard body, the lake schema, the aggregator, the transform, the quota monitor, the managed settings and
+the tests. Adding a metric is one entry in `METRICS`. No Pulumi and no boto3 here.
 
-Metrics log group: one EMF JSON object per log event (awsemf exporter). Metric values are numeric top-level
-fields named after the metric; every attribute, resource attributes included, is a string field beside them;
-`_aws.Timestamp` is the data point's time in milliseconds and `_aws.CloudWatchMetrics[].Metrics[]` names the
-metrics with their unit. A metric no declaration names still appears, without `_aws`.
+Observed from Claude Code 2.1.328 on loopback (recordings in tests/fixtures/claude-code/):
 
-Events log group: one JSON object per log record (awscloudwatchlogs exporter, raw_log false) with `body`,
-`severity_text`, `attributes` (the event's, `event.name` and `event.timestamp` included) and `resource`.
+- Metrics, scope `com.anthropic.claude_code`: the 8 counters below, all `sum`, monotonic, doubles, DELTA by
+  default. Units as sent: `tokens`, `USD`, `s`, none on the rest.
+- Identity is on every data point and log record, not on the resource: `user.id` (a 64-hex installation
+  hash) always, `session.id` unless turned off, `terminal.type`; `user.email`, `organization.id`,
+  `user.account_uuid` and `user.account_id` only with a Claude-account login (absent with an API key or
+  Bedrock). Every `OTEL_RESOURCE_ATTRIBUTES` key is copied onto each point, but the client's own point
+  attributes win. `app.version` only with `OTEL_METRICS_INCLUDE_VERSION=true`; `service.version` always on
+  the resource.
+- Events, scope `com.anthropic.claude_code.events`, body `claude_code.<name>`: counts as ints, `cost_usd` as a
+  double, `success`, `duration_ms` (tool_result) and `prompt_length` as strings; about 28 names exist.
 
-A record's user is its `user.email`; without one, its `user.id`; without that, its `user.account_uuid`.
+In CloudWatch Logs (the collector's exporters): the metrics log group holds one EMF JSON object per log event
+(every attribute, resource attributes included, a string field beside the metric values; `_aws.Timestamp` in
+milliseconds); the events log group one JSON object per log record with `body`, `severity_text`,
+`attributes` and `resource`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-USER_EMAIL, USER_ID, ACCOUNT_UUID = "user.email", "user.id", "user.account_uuid"
+METRICS_SCOPE = "com.anthropic.claude_code"
+EVENTS_SCOPE = "com.anthropic.claude_code.events"
+EVENT_BODY_PREFIX = "claude_code."
+
+# Identity: on every point and record. A record's user is its user.email, else user.id, else user.account_uuid.
+USER_EMAIL, USER_ID, ACCOUNT_UUID, ACCOUNT_ID = "user.email", "user.id", "user.account_uuid", "user.account_id"
+ORGANIZATION_ID, SESSION_ID, TERMINAL_TYPE = "organization.id", "session.id", "terminal.type"
+APP_VERSION, SERVICE_VERSION = "app.version", "service.version"
 USER_ATTRIBUTION_ORDER = (USER_EMAIL, USER_ID, ACCOUNT_UUID)
 
-METRIC_NAMES = (
-    "claude_code.session.count",
-    "claude_code.lines_of_code.count",
-    "claude_code.pull_request.count",
-    "claude_code.commit.count",
-    "claude_code.cost.usage",
-    "claude_code.token.usage",
-    "claude_code.code_edit_tool.decision",
-    "claude_code.active_time.total",
+# Every attribute that names a person, an account or a session, as the client spells it: never a metric
+# dimension, and replaced from the verified token where the collector validates one.
+CLIENT_IDENTITY_ATTRIBUTES = (USER_EMAIL, USER_ID, ACCOUNT_UUID, ACCOUNT_ID, SESSION_ID)
+# The same, with the spellings other tools and hand-written settings use; the policy pack keeps its own copy
+# (it must stand alone) and a test keeps the two equal.
+PER_USER_ATTRIBUTES = (
+    *CLIENT_IDENTITY_ATTRIBUTES,
+    "user.name",
+    "UserEmail",
+    "UserId",
+    "email",
+    "userId",
+    "user_email",
+    "user_id",
+    "session_id",
+    "SessionId",
 )
-EVENT_NAMES = ("user_prompt", "tool_result", "api_request", "api_error", "tool_decision")
+# Attributes the client sets on every point itself: an OTEL_RESOURCE_ATTRIBUTES key of the same name loses.
+CLIENT_SET_ATTRIBUTES = (*CLIENT_IDENTITY_ATTRIBUTES, ORGANIZATION_ID, TERMINAL_TYPE, APP_VERSION)
+
+# Organisation: resource attributes the managed settings (Path B) or the verified token (Path A) supply.
+DEPARTMENT, TEAM, COST_CENTER = "department", "team.id", "cost_center"
+ORGANISATION_ATTRIBUTES = (DEPARTMENT, TEAM, COST_CENTER)
+UNATTRIBUTED = "unattributed"
+"""What an organisation attribute reads when nobody supplied it, so totals by group still add up."""
+
+# Point attributes of the metrics.
+MODEL, TYPE, QUERY_SOURCE = "model", "type", "query_source"
+TOOL_NAME, DECISION, SOURCE, LANGUAGE = "tool_name", "decision", "source", "language"
+
+TOKEN_TYPES = ("input", "output", "cacheRead", "cacheCreation")
+LINE_TYPES = ("added", "removed")
+EDIT_DECISIONS = ("accept", "reject")
+
+# The client's units and the CloudWatch unit (StandardUnit) each becomes in EMF; a metric without a unit
+# stays "None" in CloudWatch.
+CLOUDWATCH_UNITS: Mapping[str | None, str] = {"tokens": "Count", "USD": "None", "s": "Seconds", None: "Count"}
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    client_unit: str | None
+    """The unit the client sends (None: no unit)."""
+    attributes: tuple[str, ...]
+    """Point attributes besides identity and organisation."""
+    dimension_sets: tuple[tuple[str, ...], ...]
+    """CloudWatch dimension sets the collector declares; () is the total."""
+
+    @property
+    def cloudwatch_unit(self) -> str:
+        return CLOUDWATCH_UNITS[self.client_unit]
+
+
+_ORG = ((DEPARTMENT,), (TEAM,), (COST_CENTER,))
+
+METRICS: tuple[Metric, ...] = (
+    Metric(
+        "claude_code.token.usage",
+        "tokens",
+        (MODEL, TYPE, QUERY_SOURCE),
+        ((), (TYPE,), (MODEL,), (MODEL, TYPE), *_ORG, (DEPARTMENT, TYPE)),
+    ),
+    Metric("claude_code.cost.usage", "USD", (MODEL, QUERY_SOURCE), ((), (MODEL,), *_ORG, (DEPARTMENT, MODEL))),
+    Metric("claude_code.session.count", None, (), ((), *_ORG)),
+    Metric("claude_code.active_time.total", "s", (TYPE,), ((), *_ORG)),
+    Metric("claude_code.commit.count", None, (), ((), *_ORG)),
+    Metric("claude_code.pull_request.count", None, (), ((), *_ORG)),
+    Metric(
+        "claude_code.lines_of_code.count",
+        None,
+        (TYPE,),
+        ((), (TYPE,), (DEPARTMENT, TYPE), (TEAM, TYPE), (COST_CENTER, TYPE)),
+    ),
+    Metric(
+        "claude_code.code_edit_tool.decision",
+        None,
+        (TOOL_NAME, DECISION, SOURCE, LANGUAGE),
+        (
+            (),
+            (DECISION,),
+            (TOOL_NAME, DECISION),
+            (LANGUAGE, DECISION),
+            (TOOL_NAME, DECISION, LANGUAGE),
+            (DEPARTMENT, DECISION),
+            (TEAM, DECISION),
+        ),
+    ),
+)
+METRICS_BY_NAME: Mapping[str, Metric] = {metric.name: metric for metric in METRICS}
+METRIC_NAMES = tuple(METRICS_BY_NAME)
+TOKEN_METRIC, COST_METRIC = "claude_code.token.usage", "claude_code.cost.usage"
+DIMENSION_NAMES = frozenset(name for metric in METRICS for dims in metric.dimension_sets for name in dims)
+
+# Events: the attributes each carries and their types as the client sends them ("int", "double", "string").
+EVENTS: Mapping[str, Mapping[str, str]] = {
+    "api_request": {
+        MODEL: "string",
+        "cost_usd": "double",
+        "duration_ms": "int",
+        "input_tokens": "int",
+        "output_tokens": "int",
+        "cache_read_tokens": "int",
+        "cache_creation_tokens": "int",
+    },
+    "api_error": {MODEL: "string", "error": "string", "status_code": "int", "duration_ms": "int", "attempt": "int"},
+    "tool_result": {
+        TOOL_NAME: "string",
+        "success": "string",
+        "duration_ms": "string",
+        "decision_type": "string",
+        "decision_source": "string",
+    },
+    "tool_decision": {TOOL_NAME: "string", DECISION: "string", SOURCE: "string"},
+    "user_prompt": {"prompt_length": "string"},
+}
+EVENT_NAMES = tuple(EVENTS)
+"""The events the dashboard counts by name; every other event is kept in the lake and counted as `other`."""
 
 
 def user_key(attributes: Mapping[str, Any]) -> tuple[str | None, str | None]:

@@ -4,8 +4,10 @@ become exact rollups in DynamoDB.
 One delivery is read with the same parser as the data lake (log_records), then reduced to additions per item
 (`rollup_batch`, pure): per 5-minute bucket totals by metric, type and model; per user per day and per month;
 per team, department and cost center per day; per day by model; the events' day totals; data quality; and the
-distinct active users per bucket and per day. Cost is priced here, per model version and token type, from the
-one price table (common/pricing); the client's own cost metric is kept beside it.
+distinct active users per bucket and per day. Cost (`cost_usd`) is the stack's price table applied to tokens
+(common/pricing); for a model the table does not price it is the client's own cost (`claude_code.cost.usage`),
+and those tokens and that cost are counted in data quality (`unpriced#<model>`). The client's cost of every
+model is kept beside it (`client_cost_usd`), so cost is never $0 for usage the client priced.
 
 Exactly once: the additions are written in transactions of at most 100 items, each with a ledger item keyed by
 the delivery and the chunk; a retried delivery finds its ledger items and writes nothing, and a delivery that
@@ -53,7 +55,8 @@ from lambda_src.common.log_records import (
     read_logs_batch,
 )
 from lambda_src.common.logs import log
-from lambda_src.common.pricing import TOKEN_TYPES, price_per_million
+from lambda_src.common.pricing import DEFAULT_PRICE_TABLE, PRICE_TABLE_VARIABLE, PriceTable
+from lambda_src.common.telemetry import COST_METRIC, TOKEN_METRIC, TOKEN_TYPES
 
 UserDay = tuple[str, str]  # (user, day)
 Kind = Literal["metrics", "events"]
@@ -68,7 +71,6 @@ ZERO = Decimal(0)
 ONE = Decimal(1)
 
 METRIC_COUNTERS = {
-    "claude_code.cost.usage": "client_cost_usd",
     "claude_code.session.count": "sessions",
     "claude_code.commit.count": "commits",
     "claude_code.pull_request.count": "pull_requests",
@@ -85,6 +87,7 @@ class Settings:
     failed_queue_url: str
     time_zone: ZoneInfo
     ttl_days: int
+    prices: PriceTable = DEFAULT_PRICE_TABLE
 
     @classmethod
     def from_environment(cls, environment: Mapping[str, str]) -> Settings:
@@ -94,6 +97,7 @@ class Settings:
             failed_queue_url=environment["FAILED_QUEUE_URL"],
             time_zone=ZoneInfo(environment.get("TIME_ZONE", "UTC")),
             ttl_days=int(environment.get("ROLLUP_TTL_DAYS", "400")),
+            prices=PriceTable.from_json(environment.get(PRICE_TABLE_VARIABLE)),
         )
 
 
@@ -141,20 +145,26 @@ def decimal(value: Any) -> Decimal:
     return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
 
 
-def usage_deltas(metric: str, value: Decimal, values: Mapping[str, Any]) -> dict[str, Decimal] | None:
+def usage_deltas(
+    metric: str, value: Decimal, values: Mapping[str, Any], prices: PriceTable
+) -> dict[str, Decimal] | None:
     """The usage counters a data point adds to; None for a metric Claude Code does not document."""
-    if metric == "claude_code.token.usage":
+    if metric == TOKEN_METRIC:
         token_type = values.get("type")
         deltas = {"tokens": value}
-        if token_type not in TOKEN_TYPES:
-            deltas["unpriced_tokens"] = value
-            return deltas
-        deltas[keys.TOKEN_ATTRIBUTES[token_type]] = value
-        price = price_per_million(values.get("model_version"), token_type)
+        if token_type in TOKEN_TYPES:
+            deltas[keys.TOKEN_ATTRIBUTES[token_type]] = value
+        price = prices.price(values.get("model_version"), token_type) if token_type in TOKEN_TYPES else None
         if price is None:
             deltas["unpriced_tokens"] = value
         else:
             deltas["cost_usd"] = value * decimal(price) / MILLION
+        return deltas
+    if metric == COST_METRIC:
+        deltas = {"client_cost_usd": value}
+        if prices.price(values.get("model_version"), "input") is None:
+            deltas["cost_usd"] = value  # the table does not price this model: the client's cost stands
+            deltas["unpriced_cost_usd"] = value
         return deltas
     if metric in METRIC_COUNTERS:
         return {METRIC_COUNTERS[metric]: value}
@@ -171,6 +181,7 @@ class Periods:
     def __init__(self, settings: Settings) -> None:
         self.zone = settings.time_zone
         self.ttl = settings.ttl_days * 86400
+        self.prices = settings.prices
         self._day_end: dict[str, int] = {}
         self._month_end: dict[str, int] = {}
 
@@ -198,7 +209,7 @@ def add_metric_row(rollup: Rollup, values: Mapping[str, Any], periods: Periods) 
     source = values.get("user_key_source") or "none"
     quality = keys.quality_pk(day)
     rollup.data_points += 1
-    deltas = usage_deltas(metric, value, values)
+    deltas = usage_deltas(metric, value, values, periods.prices)
     rollup.add(
         (quality, f"source#{source}"),
         {"points": ONE, "tokens": deltas.get("tokens", ZERO) if deltas else ZERO},
@@ -209,6 +220,9 @@ def add_metric_row(rollup: Rollup, values: Mapping[str, Any], periods: Periods) 
         rollup.add((quality, f"unknown_metric#{metric}"), {"points": ONE}, day_expiry)
         return
     model = values.get("model_version") or values.get("model")
+    unpriced: dict[str, Decimal] = {n: deltas[n] for n in ("unpriced_tokens", "unpriced_cost_usd") if n in deltas}
+    if unpriced:
+        rollup.add((quality, f"unpriced#{model or keys.NO_VALUE}"), unpriced, day_expiry)
     bucket = keys.bucket_start(seconds)
     short_name = metric.removeprefix("claude_code.")
     total = {"value": value, "points": ONE}
@@ -287,10 +301,10 @@ def rollup_batch(batch: Any, settings: Settings, arrival_seconds: float) -> Roll
             if not isinstance(log_event, dict) or not isinstance(log_event.get("message"), str):
                 raise MalformedLogEventError("a log event needs a message")
             if kind == "metrics":
-                for row in metric_rows(log_event):
+                for row in metric_rows(log_event, settings.prices):
                     add_metric_row(rollup, row.values, periods)
             else:
-                for row in event_rows(log_event, arrival_seconds * 1000):
+                for row in event_rows(log_event, arrival_seconds * 1000, settings.prices):
                     add_event_row(rollup, row.values, periods)
         except Exception as error:  # noqa: BLE001  one bad log event must never fail the rest of its delivery
             reason = quarantine_reason(error)

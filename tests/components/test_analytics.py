@@ -16,7 +16,7 @@ from components.analytics import (
 )
 from infra.config import ConfigError, parse_stack_config
 from lambda_src.common.lake_schema import EVENTS_COLUMNS, METRICS_COLUMNS
-from lambda_src.common.pricing import price_rows
+from lambda_src.common.pricing import DEFAULT_PRICE_TABLE, PRICE_TABLE_VARIABLE
 from offline.engine import Registration
 from offline.preview import PreviewResult
 
@@ -117,7 +117,7 @@ def test_the_prices_table_is_fed_from_the_shared_price_table(prod_preview: Previ
     prices = one(prod_preview, "aws:s3/bucketObjectv2:BucketObjectv2", "prices")
     assert prices["key"] == "prices/prices.json" and prices["serverSideEncryption"] == "aws:kms"
     rows = [json.loads(line) for line in prices["content"].splitlines()]
-    assert rows == [json.loads(json.dumps(row, sort_keys=True)) for row in price_rows()]
+    assert rows == [json.loads(json.dumps(row, sort_keys=True)) for row in DEFAULT_PRICE_TABLE.rows()]
 
 
 def test_each_table_has_a_stream_with_the_transform_partitioning_and_parquet(prod_preview: PreviewResult) -> None:
@@ -161,6 +161,7 @@ def test_the_transform_knows_the_log_groups_and_may_only_put_back_into_its_strea
     assert function["environment"]["variables"] == {
         "METRICS_LOG_GROUP": "/ccm-prod-collector/metrics",
         "EVENTS_LOG_GROUP": "/ccm-prod-collector/events",
+        PRICE_TABLE_VARIABLE: DEFAULT_PRICE_TABLE.to_json(),  # the prod stack sets no prices of its own
     }
     policy = json.loads(one(prod_preview, "aws:iam/rolePolicy:RolePolicy", "transform")["policy"])
     put_back = next(s for s in policy["Statement"] if s["Sid"] == "PutRowsBack")

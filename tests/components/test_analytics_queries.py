@@ -20,7 +20,7 @@ from sqlglot import exp
 from components.analytics_queries import NamedQuery, QuerySettings, QuotaPolicy, named_queries
 from lambda_src.common.lake_schema import PARTITIONED_TABLES, TABLES, Column
 from lambda_src.common.log_records import Row, event_rows, metric_rows
-from lambda_src.common.pricing import price_rows
+from lambda_src.common.pricing import DEFAULT_PRICE_TABLE
 from tests.telemetry import Developer, api_request, claude_event, emf_event
 
 TODAY = date(2027, 1, 2)
@@ -63,7 +63,9 @@ def metric_log_events() -> list[dict[str, Any]]:
         emf_event(at(day), ADA, {"claude_code.lines_of_code.count": 120}, type="added"),
         emf_event(at(day), ADA, {"claude_code.lines_of_code.count": 30}, type="removed"),
         *[
-            emf_event(at(day), ADA, {"claude_code.code_edit_tool.decision": n}, tool="Edit", decision=d, language=lang)
+            emf_event(
+                at(day), ADA, {"claude_code.code_edit_tool.decision": n}, tool_name="Edit", decision=d, language=lang
+            )
             for lang, d, n in (("Python", "accept", 3), ("Python", "reject", 1), ("TypeScript", "accept", 2))
         ],
         *tokens("2027-01-02T08:00:00", ADA, SONNET, input=200_000, output=20_000),
@@ -144,7 +146,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[duckdb.DuckDBPyCo
     root = tmp_path_factory.mktemp("lake")
     write_table(root, "metrics", [row for event in metric_log_events() for row in metric_rows(event)])
     write_table(root, "events", [row for event in event_log_events() for row in event_rows(event, 0)])
-    write_table(root, "prices", list(price_rows()))
+    write_table(root, "prices", list(DEFAULT_PRICE_TABLE.rows()))
     connection = duckdb.connect()
     connection.execute("SET TimeZone = 'UTC'")
     for table in PARTITIONED_TABLES:
@@ -225,8 +227,8 @@ def test_top_users_by_cost_prices_each_token_type(lake: duckdb.DuckDBPyConnectio
 
 def test_tokens_by_model_and_type(lake: duckdb.DuckDBPyConnection) -> None:
     rows = {(r["model"], r["token_type"]): r["tokens"] for r in run(lake, "tokens_by_model_and_type")}
-    assert rows[("claude-sonnet-4-5-20250929", "input")] == 1_300_000
-    assert rows[("claude-opus-4-1-20250805", "cacheCreation")] == 100_000
+    assert rows[("claude-sonnet-4-5", "input")] == 1_300_000
+    assert rows[("claude-opus-4-1", "cacheCreation")] == 100_000
     assert rows[("claude-mystery-9", "output")] == 10_000
 
 
@@ -263,7 +265,7 @@ def test_session_analysis(lake: duckdb.DuckDBPyConnection) -> None:
 
 def test_cost_per_user_and_model(lake: duckdb.DuckDBPyConnection) -> None:
     rows = {(r["user_key"], r["model"]): r for r in run(lake, "cost_per_user_and_model")}
-    ada = rows[("ada@example.com", "claude-sonnet-4-5-20250929")]
+    ada = rows[("ada@example.com", "claude-sonnet-4-5")]
     assert (ada["input_usd"], ada["output_usd"], ada["cache_read_usd"]) == pytest.approx((3.6, 1.8, 3.0))
     assert ada["priced"] is True
     mystery = rows[("bob@example.com", "claude-mystery-9")]
@@ -307,9 +309,9 @@ def test_quota_tracking_applies_user_then_team_then_department_then_default(lake
 
 def test_api_error_rate_by_model_and_status(lake: duckdb.DuckDBPyConnection) -> None:
     rows = {(r["model"], r["status_code"]): r for r in run(lake, "api_error_rate_by_model_and_status")}
-    assert rows[("claude-sonnet-4-5-20250929", "529")]["attempts"] == 6
-    assert rows[("claude-sonnet-4-5-20250929", "529")]["error_rate_pct"] == 16.67
-    assert rows[("claude-opus-4-1-20250805", "429")]["error_rate_pct"] == 33.33
+    assert rows[("claude-sonnet-4-5", "529")]["attempts"] == 6
+    assert rows[("claude-sonnet-4-5", "529")]["error_rate_pct"] == 16.67
+    assert rows[("claude-opus-4-1", "429")]["error_rate_pct"] == 33.33
 
 
 def test_tool_success_rate_and_duration(lake: duckdb.DuckDBPyConnection) -> None:

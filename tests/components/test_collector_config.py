@@ -14,8 +14,7 @@ from components.collector_config import (
     BEARER_ATTRIBUTE,
     DIMENSION_SETS,
     IDENTITY_ATTRIBUTES,
-    ORGANISATION_DIMENSIONS,
-    PER_USER_ATTRIBUTES,
+    REMOVED_CLIENT_IDENTITY,
     CollectorPipelineSettings,
     IdentityClaimNames,
     collector_config_yaml,
@@ -23,6 +22,7 @@ from components.collector_config import (
     exported_series,
     render_collector_config,
 )
+from lambda_src.common.telemetry import ORGANISATION_ATTRIBUTES, PER_USER_ATTRIBUTES
 
 
 def settings_for(mode: str = "jwt", **overrides: Any) -> CollectorPipelineSettings:
@@ -133,7 +133,16 @@ def test_jwt_identity_comes_from_the_token_and_the_token_is_dropped() -> None:
     for block, scope in (("metric_statements", "datapoint"), ("log_statements", "log")):
         record_level = config["processors"]["transform/identity"][block][1]
         assert record_level["context"] == scope
-        assert record_level["statements"] == [f'delete_key({scope}.attributes, "{a}")' for a in IDENTITY_ATTRIBUTES]
+        assert record_level["statements"] == [
+            f'delete_key({scope}.attributes, "{a}")' for a in (*IDENTITY_ATTRIBUTES, *REMOVED_CLIENT_IDENTITY)
+        ]
+    for attribute in REMOVED_CLIENT_IDENTITY:  # no token vouches for the client's account attributes
+        assert f'delete_key(resource.attributes, "{attribute}")' in resource_statements
+        assert not any(s.startswith(f'set(resource.attributes["{attribute}"]') for s in resource_statements)
+    assert resource_statements[-1] == (
+        'set(resource.attributes["user.id"], "unattributed") '
+        'where resource.attributes["user.email"] == nil and resource.attributes["user.id"] == nil'
+    )
 
 
 def test_without_identity_provider_no_token_handling() -> None:
@@ -144,7 +153,7 @@ def test_without_identity_provider_no_token_handling() -> None:
 
 def test_missing_organisation_attributes_become_unattributed(config: dict[str, Any]) -> None:
     statements = config["processors"]["transform/unattributed"]["metric_statements"][0]["statements"]
-    assert len(statements) == len(ORGANISATION_DIMENSIONS)
+    assert len(statements) == len(ORGANISATION_ATTRIBUTES)
     assert all('"unattributed") where' in statement for statement in statements)
 
 
@@ -197,3 +206,29 @@ def fleet_points(users: int) -> list[tuple[str, dict[str, str]]]:
 
 def test_series_do_not_grow_with_users() -> None:
     assert len(exported_series(EMF, fleet_points(50))) == len(exported_series(EMF, fleet_points(500)))
+
+
+def cloudwatch_standard_units() -> set[str]:
+    """The `StandardUnit` enum of the CloudWatch API model that botocore ships: the units EMF accepts."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("cloudwatch")
+    return set(model.shape_for("StandardUnit").enum)
+
+
+def test_every_metric_reaches_emf_with_a_cloudwatch_unit() -> None:
+    exporter = render_collector_config(settings_for("none"))["exporters"]["awsemf"]
+    descriptors = {d["metric_name"]: d for d in exporter["metric_descriptors"]}
+    assert set(descriptors) == set(DIMENSION_SETS)  # every metric the collector declares has a unit
+    assert all(d["overwrite"] is True for d in descriptors.values())  # the client's own unit is replaced
+    assert {d["unit"] for d in descriptors.values()} <= cloudwatch_standard_units()
+    assert descriptors["claude_code.token.usage"]["unit"] == "Count"  # the client sends "tokens"
+    assert descriptors["claude_code.active_time.total"]["unit"] == "Seconds"  # the client sends "s"
+    assert descriptors["claude_code.cost.usage"]["unit"] == "None"  # the client sends "USD"
+
+
+def test_delta_values_are_passed_through_without_a_retained_first_value() -> None:
+    # With delta temporality (pinned by the managed settings) awsemf passes values through. The option to
+    # keep a cumulative series' first value would count that series' whole history once per collector task.
+    exporter = render_collector_config(settings_for("jwt"))["exporters"]["awsemf"]
+    assert "retain_initial_value_of_delta_metric" not in exporter

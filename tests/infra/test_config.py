@@ -280,7 +280,7 @@ BAD_VALUES = [
         [f"{PROJECT}:colector"],
         {"enabled": True},
         f"{PROJECT}:colector is not a setting of this project; the project's keys are namePrefix, alarmEmails, "
-        "collector, dashboard, analytics, quota, bearerTokenIngest (Pulumi.prod.yaml)",
+        "collector, dashboard, analytics, quota, bearerTokenIngest, pricing (Pulumi.prod.yaml)",
     ),
 ]
 

@@ -17,7 +17,7 @@ from tests.clock import Clock
 from tests.telemetry import EVENTS_LOG_GROUP, METRICS_LOG_GROUP, Developer, emf_event, subscription_event
 
 SONNET = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
-SONNET_VERSION = "claude-sonnet-4-5-20250929"
+SONNET_VERSION = "claude-sonnet-4-5"  # the price table's key for the dated id
 
 
 def create_table(dynamodb: Any, name: str) -> None:
@@ -136,6 +136,6 @@ def usage(at: datetime, developer: Developer, scale: int = 1) -> list[dict[str, 
         emf_event(at, developer, {"claude_code.lines_of_code.count": 5 * scale}, type="removed"),
         emf_event(at, developer, {"claude_code.commit.count": 1, "claude_code.pull_request.count": 1}),
         emf_event(at, developer, {"claude_code.active_time.total": 42.5}),
-        emf_event(at, developer, {"claude_code.code_edit_tool.decision": 3}, tool="Edit", decision="accept"),
-        emf_event(at, developer, {"claude_code.code_edit_tool.decision": 1}, tool="Write", decision="reject"),
+        emf_event(at, developer, {"claude_code.code_edit_tool.decision": 3}, tool_name="Edit", decision="accept"),
+        emf_event(at, developer, {"claude_code.code_edit_tool.decision": 1}, tool_name="Write", decision="reject"),
     ]

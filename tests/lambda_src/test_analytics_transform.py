@@ -20,6 +20,7 @@ from lambda_src.analytics_transform.handler import (
 )
 from lambda_src.common.lake_schema import EVENTS_COLUMNS, METRICS_COLUMNS
 from lambda_src.common.log_records import coerce
+from lambda_src.common.pricing import PriceTable
 from tests.clock import Clock
 from tests.telemetry import (
     EVENTS_LOG_GROUP,
@@ -101,7 +102,7 @@ def test_every_data_point_becomes_a_row_in_its_events_hour() -> None:
     tokens = next(row for row in rows if row["type"] == "cacheRead")
     assert tokens["event_time"] == "2026-12-31T12:10:00.000Z"
     assert tokens["user_key"] == "ada@example.com" and tokens["user_key_source"] == "user.email"
-    assert tokens["model_version"] == "claude-sonnet-4-5-20250929"
+    assert tokens["model_version"] == "claude-sonnet-4-5"
     assert (tokens["team_id"], tokens["department"], tokens["cost_center"]) == ("platform", "engineering", "CC-100")
     assert tokens["unit"] == "Count" and tokens["session_id"] == "s-1" and tokens["app_version"] == "2.0.14"
     assert set(rows[0]) == {column.name for column in METRICS_COLUMNS}
@@ -139,7 +140,7 @@ def test_events_become_typed_rows_with_identity_from_the_resource() -> None:
     assert request["event_name"] == "api_request" and request["event_time"] == "2026-12-31T12:10:00.000Z"
     assert (request["input_tokens"], request["output_tokens"]) == (1200, 300)
     assert (request["cache_read_tokens"], request["cache_creation_tokens"]) == (50_000, 2000)
-    assert request["cost_usd"] == pytest.approx(0.0513) and request["model_version"] == "claude-sonnet-4-5-20250929"
+    assert request["cost_usd"] == pytest.approx(0.0513) and request["model_version"] == "claude-sonnet-4-5"
     assert request["user_email"] == "ada@example.com" and request["team_id"] == "platform"
     assert request["resource_attributes"] == {}
     assert tool["success"] is True and tool["duration_ms"] == 85.0 and tool["tool_name"] == "Bash"
@@ -233,10 +234,10 @@ def test_a_malformed_log_event_is_quarantined_and_the_rest_of_its_batch_goes_on(
 def test_an_unexpected_error_in_one_log_event_quarantines_only_that_event(monkeypatch: pytest.MonkeyPatch) -> None:
     real = transform_module.metric_rows
 
-    def fails_on_commits(log_event: dict[str, Any]) -> list[Any]:
+    def fails_on_commits(log_event: dict[str, Any], prices: PriceTable) -> list[Any]:
         if "claude_code.commit.count" in log_event["message"]:
             raise TypeError("a bug")
-        return real(log_event)
+        return real(log_event, prices)
 
     monkeypatch.setattr(transform_module, "metric_rows", fails_on_commits)
     stream = RecordingStream()
