@@ -11,6 +11,10 @@ from typing import Any
 
 METRICS_EXPORT_INTERVAL_MS = 60_000
 LOGS_EXPORT_INTERVAL_MS = 5_000
+# Managed settings win only for the keys they set; the developer's environment supplies the rest. So both
+# paths pin everything the pipeline depends on: the exporters, the protocol, and delta temporality (the
+# rollups sum deltas; a cumulative client behind several collector tasks would be counted once per task).
+DELTA_TEMPORALITY = {"OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "delta"}
 
 # W3C baggage: a key is a token, a value is baggage-octets (printable ASCII without space, `"`, `,`, `;`, `\`).
 BAGGAGE_KEY_PATTERN = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$"
@@ -42,6 +46,7 @@ def collector_managed_settings(
         "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
         "OTEL_METRIC_EXPORT_INTERVAL": str(METRICS_EXPORT_INTERVAL_MS),
         "OTEL_LOGS_EXPORT_INTERVAL": str(LOGS_EXPORT_INTERVAL_MS),
+        **DELTA_TEMPORALITY,
     }
     if resource_attributes:
         env["OTEL_RESOURCE_ATTRIBUTES"] = resource_attributes_value(resource_attributes)
@@ -60,8 +65,14 @@ def direct_ingest_managed_settings(
     """Managed settings for Path B: metrics over OTLP http/protobuf straight to CloudWatch with an API key.
 
     The key never appears here: the headers helper reads it from Secrets Manager (the secret's ARN is in
-    the environment) and prints the Authorization header. People stay out of the series: the resource
-    attributes carry team, department and cost center only, and session id and account uuid are off.
+    the environment) and prints the Authorization header. Events (logs) are off: CloudWatch's OTLP endpoint
+    here takes metrics only.
+
+    What these settings can and cannot keep out of the CloudWatch series: the resource attributes carry
+    team, department and cost center only, and session id and account uuid are off. But Claude Code puts
+    `user.id` (an installation hash) on every data point and it cannot be turned off, and with a
+    Claude-account login also `user.email` and `organization.id`: every series on this path is per
+    installation. Organisations that forbid per-person labels use Path A, where the collector drops them.
     """
     if any(key.startswith("user.") for key in resource_attributes):
         raise ValueError(f"direct-ingest resource attributes must not name a person, got {sorted(resource_attributes)}")
@@ -69,12 +80,14 @@ def direct_ingest_managed_settings(
         "env": {
             "CLAUDE_CODE_ENABLE_TELEMETRY": "1",
             "OTEL_METRICS_EXPORTER": "otlp",
+            "OTEL_LOGS_EXPORTER": "none",
             "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
             "OTEL_EXPORTER_OTLP_ENDPOINT": f"https://monitoring.{region}.amazonaws.com",
             "OTEL_METRIC_EXPORT_INTERVAL": str(METRICS_EXPORT_INTERVAL_MS),
             "OTEL_RESOURCE_ATTRIBUTES": resource_attributes_value(resource_attributes),
             "OTEL_METRICS_INCLUDE_SESSION_ID": "false",
             "OTEL_METRICS_INCLUDE_ACCOUNT_UUID": "false",
+            **DELTA_TEMPORALITY,
             INGEST_SECRET_VARIABLE: secret_arn,
         },
         "otelHeadersHelper": headers_helper,

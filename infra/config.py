@@ -31,6 +31,7 @@ from components.claude_settings import BAGGAGE_KEY_PATTERN, BAGGAGE_VALUE_PATTER
 from components.collector import DEFAULT_COLLECTOR_IMAGE, PINNED_IMAGE_PATTERN
 from components.operations import EMAIL_PATTERN, HTTPS_URL_PATTERN
 from lambda_src.common.pricing import PRICE_TABLE_MAX_BYTES, ModelPrice, PriceTable
+from lambda_src.common.telemetry import CLIENT_SET_ATTRIBUTES, PER_USER_ATTRIBUTES
 
 PROJECT = "claude-code-monitoring"
 
@@ -226,11 +227,17 @@ class CollectorConfig(_Section):
     @field_validator("resource_attributes")
     @classmethod
     def _no_identity_attributes(cls, value: dict[str, str]) -> dict[str, str]:
-        personal = sorted(key for key in value if key.startswith("user.") or key == "session.id")
+        personal = sorted(key for key in value if key.startswith("user.") or key in PER_USER_ATTRIBUTES)
         if personal:
             raise ValueError(
                 f"must hold organisation defaults only, and {', '.join(personal)} name a person or session "
                 "(identity comes from the verified token or the client)"
+            )
+        overridden = sorted(key for key in value if key in CLIENT_SET_ATTRIBUTES)
+        if overridden:
+            raise ValueError(
+                f"must not set {', '.join(overridden)}: Claude Code sets it on every data point itself, and its "
+                "own value wins over OTEL_RESOURCE_ATTRIBUTES"
             )
         return value
 
@@ -527,6 +534,13 @@ class StackConfig(_Section):
                     f"{section}.enabled needs collector.enabled: {section} reads the collector's metrics and events "
                     "log groups"
                 )
+        if self.quota.users and not (self.collector.identity and self.collector.identity.mode == "jwt"):
+            raise ValueError(
+                "quota.users keys users by email, which only a verified token supplies (collector.identity.mode: "
+                "jwt); without one a user is identified by the installation hash Claude Code sends as user.id "
+                "(and by user.email only for Claude-account logins, which the client sets itself): use quota groups "
+                "and the default, or enable identity"
+            )
         if self.quota.enabled and not self.dashboard.enabled:
             raise ValueError(
                 "quota.enabled needs dashboard.enabled: the quota monitor reads the usage the dashboard's aggregator "

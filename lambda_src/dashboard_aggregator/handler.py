@@ -282,8 +282,9 @@ def add_event_row(rollup: Rollup, values: Mapping[str, Any], periods: Periods) -
         if isinstance(length, int):
             deltas["prompt_length"] = Decimal(length)
         rollup.add((events, "user_prompt"), deltas, expiry)
-    else:
+    else:  # kept whole in the lake; counted here by name, and in data quality as not read by the dashboard
         rollup.add((events, f"other#{name}"), {"events": ONE}, expiry)
+        rollup.add((quality, f"unknown_event#{name}"), {"events": ONE}, expiry)
 
 
 def rollup_batch(batch: Any, settings: Settings, arrival_seconds: float) -> Rollup:

@@ -257,6 +257,13 @@ BAD_VALUES = [
         "session (identity comes from the verified token or the client) (Pulumi.prod.yaml)",
     ),
     (
+        "resource attribute the client sets itself",
+        [f"{PROJECT}:collector", "resourceAttributes"],
+        {"organization.id": "example-corp"},
+        "collector.resourceAttributes must not set organization.id: Claude Code sets it on every data point itself, "
+        "and its own value wins over OTEL_RESOURCE_ATTRIBUTES (Pulumi.prod.yaml)",
+    ),
+    (
         "reserved namespace",
         [f"{PROJECT}:collector", "metricsNamespace"],
         "AWS/ClaudeCode",
@@ -346,3 +353,51 @@ def test_quota_needs_the_dashboard() -> None:
     raw = {"aws:region": "eu-west-1", f"{PROJECT}:quota": {"enabled": True}}
     with pytest.raises(ConfigError, match=r"quota.enabled needs dashboard.enabled"):
         parse_stack_config(raw, "Pulumi.dev.yaml")
+
+
+def test_quotas_by_email_need_a_verified_token() -> None:
+    raw = flat(stack_document("prod"))
+    raw[f"{PROJECT}:collector"] = {**raw[f"{PROJECT}:collector"], "identity": {"mode": "none"}}
+    raw[f"{PROJECT}:collector"].pop("otelHeadersHelper", None)
+    with pytest.raises(ConfigError, match=r"quota.users keys users by email, which only a verified token supplies"):
+        parse_stack_config(raw, "Pulumi.prod.yaml")
+    raw[f"{PROJECT}:quota"] = {**raw[f"{PROJECT}:quota"], "users": []}
+    assert parse_stack_config(raw, "Pulumi.prod.yaml").quota.groups  # groups and the default still work
+
+
+def test_a_stack_sets_its_own_prices_and_the_functions_get_them() -> None:
+    raw = flat(stack_document("prod"))
+    raw[f"{PROJECT}:pricing"] = [
+        {"model": "claude-opus-5*", "input": 4, "output": 20, "cacheRead": 0.4, "cacheCreation": 5},
+        {"model": "claude-sonnet-4-5", "input": 2.7, "output": 13.5, "cacheRead": 0.27, "cacheCreation": 3.375},
+    ]
+    table = parse_stack_config(raw, "Pulumi.prod.yaml").price_table()
+    assert table.price(table.key_for("claude-opus-5-5"), "output") == 20
+    assert table.price(table.key_for("us.anthropic.claude-sonnet-4-5-20250929-v1:0"), "input") == 2.7
+    assert table.price(table.key_for("claude-haiku-4-5-20251001"), "input") == 1.0  # defaults stay
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        (
+            [{"model": "claude-opus-5*", "input": -1, "output": 20, "cacheRead": 0.4, "cacheCreation": 5}],
+            "pricing[0].input must be",
+        ),
+        (
+            [{"model": "Claude Opus", "input": 1, "output": 2, "cacheRead": 0.1, "cacheCreation": 1.25}],
+            "pricing[0].model must be a model id as Claude Code reports it",
+        ),
+        (
+            [{"model": "claude-x", "input": 1, "output": 2, "cacheRead": 0.1, "cacheCreation": 1.25}] * 2,
+            "pricing names claude-x more than once; give each model one entry",
+        ),
+        ([{"model": "claude-x", "input": 1, "output": 2}], "pricing[0].cacheRead"),
+    ],
+)
+def test_bad_prices_are_refused_with_the_key(entries: list[dict[str, Any]], message: str) -> None:
+    raw = flat(stack_document("prod"))
+    raw[f"{PROJECT}:pricing"] = entries
+    with pytest.raises(ConfigError) as error:
+        parse_stack_config(raw, "Pulumi.prod.yaml")
+    assert message in str(error.value) and "(Pulumi.prod.yaml)" in str(error.value)

@@ -3,6 +3,7 @@ input, users without email."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from lambda_src.common import rollups as keys
+from lambda_src.common.pricing import ModelPrice, PriceTable
 from lambda_src.dashboard_aggregator.handler import RollupStore, aggregate
 from tests.clock import Clock
 from tests.lambda_src.rollup_table import SONNET, SONNET_VERSION, Deployed, usage
@@ -312,3 +314,41 @@ def test_the_handler_reads_its_settings_from_the_environment(
     )
     assert result["status"] == "ok"
     assert deployed.item("USER#ada@example.com", f"DAY#{DAY}")["tokens"] == 1000
+
+
+def test_a_model_the_table_does_not_price_costs_what_the_client_reported(deployed: Deployed) -> None:
+    opus = "claude-opus-5-5"  # the client's default model, newer than the table
+    batch = [
+        emf_event(NOON, ADA, {"claude_code.token.usage": 2000}, model=opus, type="input"),
+        emf_event(NOON, ADA, {"claude_code.token.usage": 50_000}, model=opus, type="cacheRead"),
+        emf_event(NOON, ADA, {"claude_code.cost.usage": 0.125}, model=opus),
+        *usage(NOON, ADA)[:5],  # Sonnet: priced by the table, its client cost kept beside
+    ]
+    deployed.deliver(logs_batch(METRICS_LOG_GROUP, batch))
+
+    ada = deployed.item("USER#ada@example.com", f"DAY#{DAY}")
+    sonnet_priced = Decimal("0.003") + Decimal("0.003") + Decimal("0.003") + Decimal("0.0015")
+    assert ada["cost_usd"] == Decimal("0.125") + sonnet_priced  # never $0 for what the client priced
+    assert ada["client_cost_usd"] == Decimal("0.125") + Decimal("0.05")
+    assert ada["unpriced_tokens"] == 52_000
+    unpriced = deployed.item(f"QUALITY#{DAY}", f"unpriced#{opus}")
+    assert (unpriced["unpriced_tokens"], unpriced["unpriced_cost_usd"]) == (52_000, Decimal("0.125"))
+    assert deployed.item("DAY#2026-11", f"{DAY}#{opus}")["cost_usd"] == Decimal("0.125")
+
+
+def test_a_stack_price_re_prices_tokens_and_the_client_cost_stays_beside(
+    aws_client: Callable[[str], Any], clock: Clock
+) -> None:
+    contract = Deployed(aws_client, "rollups-contract", clock)
+    contract.settings = dataclasses.replace(
+        contract.settings, prices=PriceTable.with_overrides({"claude-opus-5*": ModelPrice(4, 20, 0.4, 5)})
+    )
+    batch = [
+        emf_event(NOON, ADA, {"claude_code.token.usage": 1_000_000}, model="claude-opus-5-5", type="input"),
+        emf_event(NOON, ADA, {"claude_code.cost.usage": 6.0}, model="claude-opus-5-5"),
+    ]
+    contract.deliver(logs_batch(METRICS_LOG_GROUP, batch))
+    ada = contract.item("USER#ada@example.com", f"DAY#{DAY}")
+    assert (ada["cost_usd"], ada["client_cost_usd"]) == (4, 6)
+    assert "unpriced_tokens" not in ada
+    assert contract.item("DAY#2026-11", f"{DAY}#claude-opus-5*")["cost_usd"] == 4
