@@ -18,7 +18,7 @@ from lambda_src.analytics_transform.handler import Settings as TransformSettings
 from lambda_src.analytics_transform.handler import transform
 from lambda_src.common import rollups as keys
 from lambda_src.common.pricing import DEFAULT_PRICE_TABLE, model_version
-from lambda_src.common.telemetry import EVENTS, METRICS_BY_NAME, TOKEN_METRIC
+from lambda_src.common.telemetry import EVENTS, METRICS_BY_NAME
 from tests.clock import Clock
 from tests.exporters import (
     cloudwatch_log_events,
