@@ -1,8 +1,11 @@
-"""Claude Code telemetry as the collector writes it to CloudWatch Logs, and as subscriptions deliver it.
+"""Synthetic Claude Code telemetry for volume (property tests, benchmarks, hand-made cases), in the shapes
+the real client sends (tests/fixtures/claude-code/ holds its recordings; test_generator_matches_recordings
+compares the two): OTLP data points and log records with identity on every point and record, the client's
+units and value types, then written to CloudWatch Logs by the same exporter model as the recordings
+(tests/exporters.py).
 
-Built from Claude Code's documented metric names, event names and attributes (code.claude.com/docs/en/
-monitoring-usage) and the exporters' formats (awsemf: EMF JSON with every attribute as a string field;
-awscloudwatchlogs: `{"body", "severity_text", "attributes", "resource"}`), so tests never carry copied blobs.
+A Developer with an email stands for a Claude-account login (email, organization.id, account uuid and id
+on every point); without one, for an API-key or Bedrock login (the installation hash `user.id` only).
 """
 
 from __future__ import annotations
@@ -14,22 +17,29 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
+
+from lambda_src.common.telemetry import (
+    ACCOUNT_ID,
+    ACCOUNT_UUID,
+    COST_CENTER,
+    DEPARTMENT,
+    EVENTS,
+    METRICS_BY_NAME,
+    METRICS_SCOPE,
+    ORGANIZATION_ID,
+    SERVICE_VERSION,
+    SESSION_ID,
+    TEAM,
+    TERMINAL_TYPE,
+    USER_EMAIL,
+    USER_ID,
+)
 
 METRICS_LOG_GROUP = "/claude-code/test/metrics"
 EVENTS_LOG_GROUP = "/claude-code/test/events"
 NAMESPACE = "ClaudeCode"
-
-UNITS = {
-    "claude_code.session.count": "Count",
-    "claude_code.lines_of_code.count": "Count",
-    "claude_code.pull_request.count": "Count",
-    "claude_code.commit.count": "Count",
-    "claude_code.cost.usage": "None",
-    "claude_code.token.usage": "Count",
-    "claude_code.code_edit_tool.decision": "Count",
-    "claude_code.active_time.total": "Seconds",
-}
 
 _ids = itertools.count(1)
 
@@ -45,65 +55,165 @@ class Developer:
     session: str = "s-1"
     app_version: str = "2.0.14"
 
-    def attributes(self) -> dict[str, str]:
-        values = {
-            "user.email": self.email,
-            "user.id": self.user_id,
-            "user.account_uuid": self.account_uuid,
-            "organization.id": "org-1",
-            "session.id": self.session,
-            "app.version": self.app_version,
-            "terminal.type": "vscode",
-            "department": self.department,
-            "team.id": self.team,
-            "cost_center": self.cost_center,
-            "service.name": "claude-code",
-            "service.version": self.app_version,
-            "os.type": "darwin",
-            "host.arch": "arm64",
-            "deployment.environment": "test",
+    def point_attributes(self) -> dict[str, Any]:
+        """What the client puts on every data point and log record: identity, then OTEL_RESOURCE_ATTRIBUTES."""
+        values: dict[str, Any] = {
+            DEPARTMENT: self.department,
+            TEAM: self.team,
+            COST_CENTER: self.cost_center,
+            USER_ID: self.user_id,
+            SESSION_ID: self.session,
+            "anthropic.provider": "firstParty",
+            TERMINAL_TYPE: "vscode",
         }
+        if self.email is not None:  # a Claude-account login
+            values.update({USER_EMAIL: self.email, ORGANIZATION_ID: "org-1", ACCOUNT_ID: "acct-1"})
+        if self.account_uuid is not None:
+            values[ACCOUNT_UUID] = self.account_uuid
         return {key: value for key, value in values.items() if value is not None}
+
+    def resource_attributes(self) -> dict[str, Any]:
+        return {
+            DEPARTMENT: self.department,
+            TEAM: self.team,
+            COST_CENTER: self.cost_center,
+            "host.arch": "arm64",
+            "os.type": "darwin",
+            "os.version": "24.6.0",
+            "service.name": "claude-code",
+            SERVICE_VERSION: self.app_version,
+        }
 
 
 def millis(moment: datetime) -> int:
     return int(moment.replace(tzinfo=moment.tzinfo or UTC).timestamp() * 1000)
 
 
-def emf_event(at: datetime, developer: Developer, metrics: Mapping[str, float], **attributes: str) -> dict[str, Any]:
-    """One EMF log event: the metrics that share these attributes and this time, like awsemf groups them."""
-    document: dict[str, Any] = {**developer.attributes(), **attributes, **metrics}
-    document["_aws"] = {
-        "Timestamp": millis(at),
-        "CloudWatchMetrics": [
+def otlp_value(value: Any) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"boolValue": value}
+    if isinstance(value, int):
+        return {"intValue": str(value)}
+    if isinstance(value, float):
+        return {"doubleValue": value}
+    return {"stringValue": str(value)}
+
+
+def otlp_attributes(values: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [{"key": key, "value": otlp_value(value)} for key, value in values.items()]
+
+
+def metrics_request(
+    at: datetime, developer: Developer, metrics: Mapping[str, float], **attributes: Any
+) -> dict[str, Any]:
+    """An OTLP ExportMetricsServiceRequest (OTLP JSON) of delta sums, as the client sends them."""
+    nanos = str(millis(at) * 1_000_000)
+    point_attributes = otlp_attributes({**developer.point_attributes(), **attributes})
+    return {
+        "resourceMetrics": [
             {
-                "Namespace": NAMESPACE,
-                "Dimensions": [["department"]],
-                "Metrics": [{"Name": name, "Unit": UNITS.get(name, "None")} for name in metrics],
+                "resource": {"attributes": otlp_attributes(developer.resource_attributes())},
+                "scopeMetrics": [
+                    {
+                        "scope": {"name": METRICS_SCOPE, "version": developer.app_version},
+                        "metrics": [
+                            {
+                                "name": name,
+                                **({"unit": unit} if (unit := _client_unit(name)) else {}),
+                                "sum": {
+                                    "dataPoints": [
+                                        {
+                                            "startTimeUnixNano": nanos,
+                                            "timeUnixNano": nanos,
+                                            "asDouble": float(value),
+                                            "attributes": point_attributes,
+                                        }
+                                    ],
+                                    "aggregationTemporality": "AGGREGATION_TEMPORALITY_DELTA",
+                                    "isMonotonic": True,
+                                },
+                            }
+                            for name, value in metrics.items()
+                        ],
+                    }
+                ],
             }
-        ],
+        ]
     }
-    document["Version"] = "1"
-    return log_event(at, json.dumps(document))
 
 
-def claude_event(at: datetime, developer: Developer, name: str, **attributes: Any) -> dict[str, Any]:
-    """One Claude Code event as the awscloudwatchlogs exporter writes it (identity on the resource)."""
-    resource = developer.attributes()
+def _client_unit(name: str) -> str | None:
+    metric = METRICS_BY_NAME.get(name)
+    return metric.client_unit if metric else None
+
+
+def typed(event: str, attribute: str, value: Any) -> Any:
+    """The value in the type the client sends it (contract), when it converts; hostile values stay as given."""
+    kind = EVENTS.get(event, {}).get(attribute)
+    try:
+        if kind == "int" and not isinstance(value, bool):
+            return int(value)
+        if kind == "double" and not isinstance(value, bool):
+            return float(value)
+    except (TypeError, ValueError):
+        return value
+    return str(value) if kind == "string" and isinstance(value, int | float) else value
+
+
+def logs_request(at: datetime, developer: Developer, name: str, **attributes: Any) -> dict[str, Any]:
+    """An OTLP ExportLogsServiceRequest with one Claude Code event, as the client sends it."""
     event_attributes = {
+        **developer.point_attributes(),
         "event.name": name,
         "event.timestamp": at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "event.sequence": next(_ids),
-        **attributes,
+        **{key: typed(name, key, value) for key, value in attributes.items()},
     }
-    record = {
-        "body": f"claude_code.{name}",
-        "severity_number": 9,
-        "attributes": event_attributes,
-        "resource": resource,
-        "scope": {"name": "com.anthropic.claude_code.events", "version": "2.0.14"},
+    nanos = str(millis(at) * 1_000_000)
+    return {
+        "resourceLogs": [
+            {
+                "resource": {"attributes": otlp_attributes(developer.resource_attributes())},
+                "scopeLogs": [
+                    {
+                        "scope": {"name": f"{METRICS_SCOPE}.events", "version": developer.app_version},
+                        "logRecords": [
+                            {
+                                "timeUnixNano": nanos,
+                                "observedTimeUnixNano": nanos,
+                                "body": {"stringValue": f"claude_code.{name}"},
+                                "attributes": otlp_attributes(event_attributes),
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
     }
-    return log_event(at, json.dumps(record))
+
+
+@cache
+def _awsemf() -> dict[str, Any]:
+    from components.collector_config import CollectorPipelineSettings, render_collector_config
+
+    settings = CollectorPipelineSettings("eu-west-1", "test", NAMESPACE, METRICS_LOG_GROUP, EVENTS_LOG_GROUP, "none")
+    return render_collector_config(settings)["exporters"]["awsemf"]
+
+
+def emf_event(at: datetime, developer: Developer, metrics: Mapping[str, float], **attributes: Any) -> dict[str, Any]:
+    """One EMF log event: the metrics that share these attributes and this time, as awsemf groups them."""
+    from tests.exporters import emf_log_events
+
+    (event,) = emf_log_events(metrics_request(at, developer, metrics, **attributes), _awsemf())
+    return {"id": f"{next(_ids):056d}", **event}
+
+
+def claude_event(at: datetime, developer: Developer, name: str, **attributes: Any) -> dict[str, Any]:
+    """One Claude Code event as the awscloudwatchlogs exporter writes it (identity on the record)."""
+    from tests.exporters import cloudwatch_log_events
+
+    (event,) = cloudwatch_log_events(logs_request(at, developer, name, **attributes))
+    return {"id": f"{next(_ids):056d}", **event}
 
 
 def api_request(at: datetime, developer: Developer, model: str, tokens: Sequence[int], cost: float) -> dict[str, Any]:
@@ -113,12 +223,12 @@ def api_request(at: datetime, developer: Developer, model: str, tokens: Sequence
         developer,
         "api_request",
         model=model,
-        cost_usd=str(cost),
-        duration_ms="1200",
-        input_tokens=str(input_tokens),
-        output_tokens=str(output_tokens),
-        cache_read_tokens=str(cache_read),
-        cache_creation_tokens=str(cache_creation),
+        cost_usd=cost,
+        duration_ms=1200,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cache_read_tokens=cache_read,
+        cache_creation_tokens=cache_creation,
     )
 
 

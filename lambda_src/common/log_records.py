@@ -136,6 +136,9 @@ def fill_columns(columns: Sequence[Column], sources: Sequence[dict[str, Any]], r
             continue
         source, name = found
         raw = source[name]
+        for other in sources:  # the client repeats resource attributes on every record: keep one copy
+            if other is not source and other.get(name) == raw:
+                del other[name]
         value = coerce(raw, column.type)
         row[column.name] = value
         if value is not None or raw is None:

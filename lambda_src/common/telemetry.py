@@ -36,6 +36,7 @@ EVENT_BODY_PREFIX = "claude_code."
 USER_EMAIL, USER_ID, ACCOUNT_UUID, ACCOUNT_ID = "user.email", "user.id", "user.account_uuid", "user.account_id"
 ORGANIZATION_ID, SESSION_ID, TERMINAL_TYPE = "organization.id", "session.id", "terminal.type"
 APP_VERSION, SERVICE_VERSION = "app.version", "service.version"
+PROVIDER = "anthropic.provider"  # firstParty, bedrock, vertex
 USER_ATTRIBUTION_ORDER = (USER_EMAIL, USER_ID, ACCOUNT_UUID)
 
 # Every attribute that names a person, an account or a session, as the client spells it: never a metric

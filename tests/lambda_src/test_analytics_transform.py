@@ -122,12 +122,14 @@ def test_an_unknown_metric_is_kept() -> None:
 
 
 def test_a_metric_no_declaration_names_is_read_without_the_emf_directive() -> None:
-    message = json.dumps({**ADA.attributes(), "claude_code.token.usage": 9, "type": "output"})
+    message = json.dumps(
+        {**ADA.resource_attributes(), **ADA.point_attributes(), "claude_code.token.usage": 9, "type": "output"}
+    )
     (row,) = rows_of(run([logs_batch(METRICS_LOG_GROUP, [log_event(NOON, message)])])[0])
     assert row["value"] == 9.0 and row["event_time"] == "2026-12-31T12:10:00.000Z"  # the log event's own time
 
 
-def test_events_become_typed_rows_with_identity_from_the_resource() -> None:
+def test_events_become_typed_rows_with_identity_from_the_record() -> None:
     events = [
         api_request(NOON, ADA, SONNET, (1200, 300, 50_000, 2000), 0.0513),
         claude_event(NOON, ADA, "tool_result", tool_name="Bash", success="true", duration_ms="85"),
@@ -142,7 +144,8 @@ def test_events_become_typed_rows_with_identity_from_the_resource() -> None:
     assert (request["cache_read_tokens"], request["cache_creation_tokens"]) == (50_000, 2000)
     assert request["cost_usd"] == pytest.approx(0.0513) and request["model_version"] == "claude-sonnet-4-5"
     assert request["user_email"] == "ada@example.com" and request["team_id"] == "platform"
-    assert request["resource_attributes"] == {}
+    assert request["provider"] == "firstParty" and request["user_account_id"] == "acct-1"
+    assert request["resource_attributes"] == {}  # what the record repeats is stored once
     assert tool["success"] is True and tool["duration_ms"] == 85.0 and tool["tool_name"] == "Bash"
     assert (error["status_code"], error["attempt"], error["error"]) == ("529", 2, "overloaded")
     assert prompt["prompt_length"] == 42 and prompt["attributes"] == {"prompt": "<REDACTED>"}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 from collections import Counter, defaultdict
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -178,3 +179,73 @@ def test_the_contract_matches_what_the_client_sent() -> None:
             if (event, attribute) in event_types:
                 assert event_types[(event, attribute)] == {kinds[kind]}, (event, attribute)
     assert {event for event, _ in event_types} >= {"api_request", "tool_result", "tool_decision", "user_prompt"}
+
+
+def recorded_points() -> dict[str, tuple[dict[str, str], dict[str, str], dict[str, Any]]]:
+    """metric -> (resource attribute kinds, point attribute kinds, the metric's own fields), as recorded."""
+    found: dict[str, tuple[dict[str, str], dict[str, str], dict[str, Any]]] = {}
+    for session in SESSIONS.values():
+        for request in load(session / "metrics.json"):
+            for resource_metrics in request["resourceMetrics"]:
+                resource = {a["key"]: next(iter(a["value"])) for a in resource_metrics["resource"]["attributes"]}
+                for scope_metrics in resource_metrics["scopeMetrics"]:
+                    for metric in scope_metrics["metrics"]:
+                        for point in metric["sum"]["dataPoints"]:
+                            kinds = {a["key"]: next(iter(a["value"])) for a in point["attributes"]}
+                            shape = {k: v for k, v in metric.items() if k not in ("sum", "description")}
+                            shape["sum"] = {k: v for k, v in metric["sum"].items() if k != "dataPoints"}
+                            shape["value"] = next(k for k in point if k.startswith("as"))
+                            found[metric["name"]] = (resource, kinds, shape)
+    return found
+
+
+# Attributes the recordings carry because of how they were made (a custom base URL) or that a metric adds
+# beside the contract's list; the generator need not produce them.
+RECORDING_EXTRAS = {"anthropic.custom_base_url", "effort", "start_type", "model"}
+
+
+def test_the_generator_sends_what_the_client_sends() -> None:
+    """The synthetic generator (tests/telemetry.py) against the recordings: resource, identity on points,
+    value kinds, units, temporality; for an API-key login, as recorded."""
+    from tests.telemetry import Developer, logs_request, metrics_request
+
+    api_key_login = Developer(email=None, user_id="9" * 64, account_uuid=None)
+    at = datetime(2026, 11, 29, 2, 51, tzinfo=UTC)
+    for name, (resource, kinds, shape) in recorded_points().items():
+        contract_attributes = {a: "x" for a in METRICS_BY_NAME[name].attributes if a in kinds}
+        generated = metrics_request(at, api_key_login, {name: 1.0}, **contract_attributes)
+        (resource_metrics,) = generated["resourceMetrics"]
+        generated_resource = {a["key"]: next(iter(a["value"])) for a in resource_metrics["resource"]["attributes"]}
+        assert generated_resource == resource, name
+        (metric,) = resource_metrics["scopeMetrics"][0]["metrics"]
+        (point,) = metric["sum"]["dataPoints"]
+        generated_kinds = {a["key"]: next(iter(a["value"])) for a in point["attributes"]}
+        assert {k: kinds[k] for k in generated_kinds if k in kinds} == generated_kinds, name
+        assert set(kinds) - set(generated_kinds) <= RECORDING_EXTRAS | set(METRICS_BY_NAME[name].attributes), name
+        assert metric.get("unit") == shape.get("unit"), name
+        assert metric["sum"]["aggregationTemporality"] == shape["sum"]["aggregationTemporality"], name
+        assert metric["sum"]["isMonotonic"] == shape["sum"].get("isMonotonic"), name
+        assert next(k for k in point if k.startswith("as")) == shape["value"], name
+
+    recorded_events: dict[str, dict[str, str]] = defaultdict(dict)
+    for session in SESSIONS.values():
+        for request in load(session / "logs.json"):
+            for resource_logs in request["resourceLogs"]:
+                for scope_logs in resource_logs["scopeLogs"]:
+                    for record in scope_logs["logRecords"]:
+                        event = record["body"]["stringValue"].removeprefix("claude_code.")
+                        recorded_events[event].update({a["key"]: next(iter(a["value"])) for a in record["attributes"]})
+    for event, declared in EVENTS.items():
+        if event not in recorded_events:
+            continue
+        values = {
+            attribute: 7 if kind == "int" else 0.5 if kind == "double" else "x" for attribute, kind in declared.items()
+        }
+        generated = logs_request(at, api_key_login, event, **values)
+        (record,) = generated["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
+        generated_kinds = {a["key"]: next(iter(a["value"])) for a in record["attributes"]}
+        recorded = recorded_events[event]
+        assert {k: recorded[k] for k in generated_kinds if k in recorded} == {
+            k: v for k, v in generated_kinds.items() if k in recorded
+        }, event
+        assert "user.id" in generated_kinds and "user.id" in recorded  # identity on the record, not the resource
