@@ -5,6 +5,11 @@ through a headers helper, and a daily watcher that warns before a key expires.
 Rotation stays within IAM's limit of two service-specific credentials per user and service: each team has
 two slots, `a` and `b`. The active slot's key is in the secret; the other slot's key is kept active, kept
 inactive, or deleted, as `previous_credential` says.
+
+People are in these series: no server sits between Claude Code and CloudWatch, and the settings can switch
+off only `session.id` and `user.account_uuid`. The client puts `user.id` (an installation hash) on every data
+point, and for Claude-account logins `user.email` and `organization.id` too; none can be turned off. Use the
+Collector (Path A) where per-person labels are not allowed.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import pulumi_aws as aws
 
 from components.alarms import Alarm, raise_alarms
 from components.claude_settings import direct_ingest_managed_settings
-from components.collector_config import COST_CENTER, DEPARTMENT, TEAM
+from lambda_src.common.telemetry import COST_CENTER, DEPARTMENT, TEAM
 from components.lambda_code import python_function
 
 CLOUDWATCH_SERVICE = "cloudwatch.amazonaws.com"

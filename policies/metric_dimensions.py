@@ -30,6 +30,7 @@ PER_USER_ATTRIBUTES = Setting(
         "user.email",
         "user.id",
         "user.account_uuid",
+        "user.account_id",
         "user.name",
         "session.id",
         "user",
@@ -319,9 +320,12 @@ direct_ingest_settings_exclude_users = ResourceValidationPolicy(
     name="direct-ingest-settings-exclude-users",
     description=(
         "Claude Code settings that send metrics straight to CloudWatch (https://monitoring.<region>.amazonaws.com) "
-        "must keep people out of the series: no user.* key in OTEL_RESOURCE_ATTRIBUTES, and "
+        "must switch off what settings can: no user.* key in OTEL_RESOURCE_ATTRIBUTES, and "
         "OTEL_METRICS_INCLUDE_SESSION_ID and OTEL_METRICS_INCLUDE_ACCOUNT_UUID set to 'false' (both default to "
-        "true). Fix: set both to 'false' and keep only team, department and cost center in the resource attributes."
+        "true). Fix: set both to 'false' and keep only team, department and cost center in the resource attributes. "
+        "Settings cannot remove user.id (an installation hash on every point) nor, for Claude-account logins, "
+        "user.email and organization.id: series on this path stay per installation. Where per-person labels are "
+        "not allowed, send through a collector that drops them."
     ),
     enforcement_level=EnforcementLevel.MANDATORY,
     validate=_validate_direct_ingest_settings,

@@ -47,6 +47,9 @@ CLIENT_IDENTITY_ATTRIBUTES = (USER_EMAIL, USER_ID, ACCOUNT_UUID, ACCOUNT_ID, SES
 PER_USER_ATTRIBUTES = (
     *CLIENT_IDENTITY_ATTRIBUTES,
     "user.name",
+    "user",
+    "account_uuid",
+    "UserName",
     "UserEmail",
     "UserId",
     "email",

@@ -219,3 +219,12 @@ def test_collector_settings_are_not_direct_ingest() -> None:
     env = {**DIRECT, "OTEL_EXPORTER_OTLP_ENDPOINT": "https://otel.example.com", "OTEL_METRICS_INCLUDE_SESSION_ID": "1"}
     stored = resource(PARAMETER, "collector-settings", {"insecureValue": json.dumps({"env": env})})
     assert violations_of("direct-ingest-settings-exclude-users", [stored]) == []
+
+
+def test_the_pack_forbids_exactly_the_contracts_per_user_attributes() -> None:
+    """The pack keeps its own list (it must stand alone); this keeps it equal to the telemetry contract's."""
+    from lambda_src.common.telemetry import PER_USER_ATTRIBUTES as CONTRACT
+    from policies.common import forbidden_names
+    from policies.metric_dimensions import PER_USER_ATTRIBUTES as PACK
+
+    assert set(forbidden_names(PACK.default)) == set(forbidden_names(CONTRACT))
