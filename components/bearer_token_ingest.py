@@ -25,8 +25,8 @@ import pulumi_aws as aws
 
 from components.alarms import Alarm, raise_alarms
 from components.claude_settings import direct_ingest_managed_settings
-from lambda_src.common.telemetry import COST_CENTER, DEPARTMENT, TEAM
 from components.lambda_code import python_function
+from lambda_src.common.telemetry import COST_CENTER, DEPARTMENT, TEAM
 
 CLOUDWATCH_SERVICE = "cloudwatch.amazonaws.com"
 CLOUDWATCH_API_KEY_POLICY_ARN = "arn:aws:iam::aws:policy/CloudWatchAPIKeyAccess"
