@@ -96,12 +96,12 @@ def emf_log_events(
         key = (tuple(sorted(labels.items())), millis)
         groups[key][name] = groups[key].get(name, 0.0) + value
     events = []
-    for (labels, millis), metrics in groups.items():
-        document: dict[str, Any] = dict(labels)
+    for (label_items, millis), metrics in groups.items():
+        document: dict[str, Any] = dict(label_items)
         document.update(metrics)
         directives = []
         for name in metrics:
-            sets = emf_dimension_sets(exporter, name, dict(labels))
+            sets = emf_dimension_sets(exporter, name, dict(label_items))
             if sets:
                 unit = METRICS_BY_NAME[name].cloudwatch_unit if name in METRICS_BY_NAME else "None"
                 directives.append(
