@@ -445,6 +445,11 @@ def data_quality(reader: RollupReader, selected: Range, params: Mapping[str, Any
         [esc(f"malformed ({name})"), fmt(v["log_events"] + v["deliveries"])]
         for name, v in sorted(aspects["malformed"].items())
     ]
+    unpriced = [
+        [esc(model), fmt(v["unpriced_tokens"]), fmt(v["unpriced_cost_usd"], "$")]
+        for model, v in sorted(aspects["unpriced"].items(), key=lambda pair: -pair[1]["unpriced_tokens"])
+    ]
+    other_events = [[esc(name), fmt(v["events"])] for name, v in sorted(aspects["unknown_event"].items())]
     unattributed = sources.get("none", {})
     headline = (
         f'<p><span class="big">{percent(unattributed.get("tokens", 0.0), tokens)}</span> of tokens without a user '
@@ -458,6 +463,17 @@ def data_quality(reader: RollupReader, selected: Range, params: Mapping[str, Any
         + "<h4>Client versions seen</h4>"
         + table(["app.version", "Data points", "Events"], version_rows)
         + ("<h4>Not counted</h4>" + table(["What", "Count"], problems) if problems else "")
+        + (
+            "<h4>Models without a price: costed at the client's figure</h4>"
+            + table(["Model", "Tokens", "Client cost"], unpriced)
+            if unpriced
+            else ""
+        )
+        + (
+            "<h4>Events kept in the lake, not charted</h4>" + table(["Event", "Count"], other_events)
+            if other_events
+            else ""
+        )
         + note(selected)
     )
 

@@ -12,7 +12,15 @@ import pytest
 from lambda_src.dashboard_widget.handler import MAX_DAYS, WIDGETS, RollupReader, render, time_range
 from tests.clock import Clock
 from tests.lambda_src.rollup_table import SONNET, SONNET_VERSION, Deployed, usage
-from tests.telemetry import EVENTS_LOG_GROUP, METRICS_LOG_GROUP, Developer, api_request, claude_event, logs_batch
+from tests.telemetry import (
+    EVENTS_LOG_GROUP,
+    METRICS_LOG_GROUP,
+    Developer,
+    api_request,
+    claude_event,
+    emf_event,
+    logs_batch,
+)
 
 NOON = datetime(2026, 11, 23, 12, 1, tzinfo=UTC)
 UTC_ZONE = ZoneInfo("UTC")
@@ -110,6 +118,25 @@ def test_the_widgets_show_the_rollups(deployed: Deployed) -> None:
 
     quality, _ = show(deployed, "data_quality")
     assert "0.0%</span> of tokens without a user" in quality and "2.0.14" in quality
+    assert "Models without a price" not in quality and "not charted" not in quality
+
+
+def test_data_quality_shows_unpriced_models_and_events_it_does_not_chart(deployed: Deployed) -> None:
+    ada = Developer()
+    deployed.deliver(
+        logs_batch(
+            METRICS_LOG_GROUP,
+            [
+                emf_event(NOON, ada, {"claude_code.token.usage": 5000}, model="claude-opus-5-5", type="input"),
+                emf_event(NOON, ada, {"claude_code.cost.usage": 0.25}, model="claude-opus-5-5"),
+            ],
+        )
+    )
+    deployed.deliver(logs_batch(EVENTS_LOG_GROUP, [claude_event(NOON, ada, "assistant_response", response_length=6)]))
+    quality, _ = show(deployed, "data_quality")
+    assert "Models without a price: costed at the client's figure" in quality
+    assert "<td>claude-opus-5-5</td><td>5,000</td><td>$0.25</td>" in quality
+    assert "<td>assistant_response</td><td>1</td>" in quality
 
 
 def test_an_unknown_widget_or_dimension_says_what_is_allowed(deployed: Deployed) -> None:
