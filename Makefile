@@ -5,6 +5,8 @@
 #   make test                                     ruff, mypy, actionlint, zizmor, pytest
 #   make pytest-shifted-clock [FAKETIME=...]     pytest again under a shifted wall clock (Debian faketime)
 #   make bench                                    benchmarks (run on purpose; results go to the README)
+#   make client / make record                     the real Claude Code client (npm ci in client/); re-record its fixtures
+#   make collector                                the OpenTelemetry Collector of the image's release, for the tests
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -13,9 +15,9 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
 RUN := $(UV) run --frozen --no-sync
-TYPED_DIRS := infra components policies lambda_src offline benchmarks
+TYPED_DIRS := infra components policies lambda_src offline benchmarks collector
 
-.PHONY: setup preview test lint typecheck workflows pytest pytest-shifted-clock bench clean
+.PHONY: setup preview test lint typecheck workflows pytest pytest-shifted-clock bench clean client record collector
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -47,7 +49,11 @@ workflows: setup
 	$(RUN) actionlint -shellcheck= .github/workflows/*.yml
 	$(RUN) zizmor --offline --min-severity low .github/workflows
 
-pytest: setup
+# Built once, then cached by its manifest (collector/build.py); needs Go and the Go module proxy.
+collector: setup
+	$(RUN) python -m collector.build
+
+pytest: setup client collector
 	$(RUN) pytest
 
 test: lint typecheck workflows pytest
@@ -63,6 +69,17 @@ bench: setup
 	$(RUN) python -m benchmarks.analytics_transform --write-readme
 	$(RUN) python -m benchmarks.dashboard --write-readme
 	$(RUN) python -m benchmarks.quota --write-readme
+
+# The native binary comes from the optional dependency @anthropic-ai/claude-code-linux-x64 (postinstall links it).
+client/node_modules/.bin/claude: client/package.json client/package-lock.json
+	cd client && npm ci --no-audit --no-fund
+	$@ --version
+	touch $@
+
+client: client/node_modules/.bin/claude
+
+record: client setup
+	$(RUN) python -m tests.harness.record
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

@@ -29,14 +29,13 @@ from components.collector_config import (
     IdentityClaimNames,
     collector_config_yaml,
 )
+from components.collector_release import COLLECTOR_IMAGE
 from components.iam import service_trust_policy
 from components.s3 import deny_insecure_transport, make_private
 
 COMPONENT_TYPE = "claude-code-monitoring:index:Collector"
 
-DEFAULT_COLLECTOR_IMAGE = (
-    "ghcr.io/open-telemetry/opentelemetry-collector-releases/opentelemetry-collector-contrib:0.140.1"
-)
+DEFAULT_COLLECTOR_IMAGE = COLLECTOR_IMAGE  # the contrib image of the release the tests build and validate with
 # repository:<version tag> (starts with a digit, so never `latest`) or repository@sha256:<digest>
 PINNED_IMAGE_PATTERN = (
     r"^[a-z0-9]+([._/-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*"

@@ -142,7 +142,9 @@ def render_collector_config(settings: CollectorPipelineSettings) -> dict[str, An
             "log_group_name": settings.metrics_log_group,
             "log_stream_name": "claude-code-metrics",
             "dimension_rollup_option": "NoDimensionRollup",
-            "resource_to_telemetry_conversion": {"enabled": True},
+            # Resource attributes (team, department, cost center from the token) become labels; `included: ["*"]`
+            # replaces the deprecated `enabled: true` (an error under the exporter.awsemf.DisableLegacy... gate).
+            "resource_to_telemetry_conversion": {"included": ["*"]},
             # Claude Code's units (tokens, USD, s) are not CloudWatch units: EMF carries the contract's mapping.
             "metric_descriptors": [
                 {"metric_name": metric.name, "unit": metric.cloudwatch_unit, "overwrite": True} for metric in METRICS

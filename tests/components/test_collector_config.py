@@ -91,7 +91,7 @@ def test_metrics_go_to_the_configured_namespace_and_log_group_without_rollup(con
     assert emf["namespace"] == "ClaudeCode"
     assert emf["log_group_name"] == "/ccm-prod-collector/metrics"
     assert emf["dimension_rollup_option"] == "NoDimensionRollup"
-    assert emf["resource_to_telemetry_conversion"] == {"enabled": True}
+    assert emf["resource_to_telemetry_conversion"] == {"included": ["*"]}
     declared = {
         name for declaration in emf["metric_declarations"] for dims in declaration["dimensions"] for name in dims
     }

@@ -1,0 +1,1 @@
+"""A real OpenTelemetry Collector for the tests, built from Go modules (see `collector/build.py`)."""
