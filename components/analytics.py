@@ -26,10 +26,11 @@ from components.iam import service_trust_policy
 from components.lambda_code import python_function
 from components.s3 import deny_insecure_transport, make_private
 from lambda_src.common.lake_schema import PARTITION_KEYS, PARTITIONED_TABLES, TABLES, Column
+from lambda_src.common.telemetry import EARLIEST_EVENT_DAY
 from lambda_src.common.pricing import DEFAULT_PRICE_TABLE, PRICE_TABLE_VARIABLE, PriceTable
 
 TRANSFORM_FUNCTION = "analytics_transform"
-PROJECTION_START = "2025-01-01"  # Claude Code telemetry starts in 2025; the range has no end year (NOW)
+PROJECTION_START = EARLIEST_EVENT_DAY  # the transform books nothing earlier; the range has no end year (NOW)
 ATHENA_ENGINE = "Athena engine version 3"
 ATHENA_READABLE_CLASSES = ("STANDARD_IA", "GLACIER_IR")  # Glacier Flexible Retrieval / Deep Archive are not
 TRANSFORM_BUFFER_MB = "0.2"  # the smallest: a gzip batch expands ~10x and a Lambda response holds 6 MB

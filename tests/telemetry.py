@@ -268,6 +268,15 @@ def subscription_event(payload: bytes) -> dict[str, Any]:
     return {"awslogs": {"data": base64.b64encode(payload).decode()}}
 
 
+def arrival_of(payload: bytes) -> int:
+    """When Firehose would have received a delivery: a minute after its newest log event."""
+    try:
+        events = json.loads(gzip.decompress(payload))["logEvents"]
+        return max(int(event["timestamp"]) for event in events) + 60_000
+    except (OSError, EOFError, ValueError, KeyError, TypeError):
+        return 1_767_225_600_000  # not a readable delivery: any arrival will do
+
+
 def firehose_event(payloads: Sequence[bytes], stream: str = "ccm-test-analytics-metrics") -> dict[str, Any]:
     return {
         "invocationId": "invocation-1",
@@ -276,7 +285,7 @@ def firehose_event(payloads: Sequence[bytes], stream: str = "ccm-test-analytics-
         "records": [
             {
                 "recordId": f"record-{index}",
-                "approximateArrivalTimestamp": 1_767_225_600_000,
+                "approximateArrivalTimestamp": arrival_of(payload),
                 "data": base64.b64encode(payload).decode(),
             }
             for index, payload in enumerate(payloads)

@@ -34,6 +34,7 @@ from lambda_src.common.log_records import (
     Partition,
     Row,
     UnreadableBatchError,
+    batch_shape_problem,
     event_rows,
     metric_rows,
     parse_json,
@@ -104,13 +105,23 @@ def chunk_records(rows: Iterable[Row]) -> Iterator[tuple[Partition, bytes]]:
             yield partition, b"".join(chunk)
 
 
-def quarantine_record(log_group: str, log_event: Mapping[str, Any], reason: str) -> bytes:
-    return json.dumps({QUARANTINE_KEY: dict(log_event), "log_group": log_group, "reason": reason}).encode() + b"\n"
+def quarantine_record(log_group: str, log_event: Any, reason: str) -> bytes:
+    kept = dict(log_event) if isinstance(log_event, Mapping) else {"not_an_object": log_event}
+    return json.dumps({QUARANTINE_KEY: kept, "log_group": log_group, "reason": reason}, default=str).encode() + b"\n"
 
 
 def decide(record: Mapping[str, Any], settings: Settings, now_milliseconds: float) -> Decision:
-    """What to do with one Firehose record, before the response budget is applied."""
-    record_id = record["recordId"]
+    """What to do with one Firehose record, before the response budget is applied. Whatever the record holds,
+    this returns a decision for it alone: an odd shape fails that record (to the error prefix), never the
+    invocation."""
+    record_id = str(record.get("recordId")) if isinstance(record, Mapping) else "None"
+    try:
+        return decide_record(record_id, record, settings, now_milliseconds)
+    except Exception as error:  # noqa: BLE001  one record's shape must never fail the other records
+        return Decision(record_id, "ProcessingFailed", reason=f"unexpected {type(error).__name__} in the record")
+
+
+def decide_record(record_id: str, record: Mapping[str, Any], settings: Settings, now_milliseconds: float) -> Decision:
     try:
         payload = base64.b64decode(record["data"], validate=True)
     except (binascii.Error, ValueError, KeyError):
@@ -129,9 +140,10 @@ def decide_log_batch(
         batch = read_logs_batch(payload)
     except UnreadableBatchError as error:
         return Decision(record_id, "ProcessingFailed", reason=str(error))
-    if not isinstance(batch, dict):
-        return Decision(record_id, "ProcessingFailed", reason="a CloudWatch Logs batch must be a JSON object")
-    if batch.get("messageType") == "CONTROL_MESSAGE":
+    problem = batch_shape_problem(batch)
+    if problem is not None:
+        return Decision(record_id, "ProcessingFailed", reason=problem)
+    if batch["messageType"] == "CONTROL_MESSAGE":
         return Decision(record_id, "Dropped", reason="control message")
     table = settings.log_groups.get(batch.get("logGroup", ""))
     if batch.get("messageType") != "DATA_MESSAGE" or table is None or not isinstance(batch.get("logEvents"), list):
@@ -144,7 +156,7 @@ def decide_log_batch(
             if not isinstance(log_event, dict) or not isinstance(log_event.get("message"), str):
                 raise MalformedLogEventError("a log event needs a message")
             if table == "metrics":
-                rows.extend(metric_rows(log_event, settings.prices))
+                rows.extend(metric_rows(log_event, arrival_milliseconds, settings.prices))
             else:
                 rows.extend(event_rows(log_event, arrival_milliseconds, settings.prices))
         except Exception as error:  # noqa: BLE001  one bad log event must never fail the rest of its batch

@@ -21,11 +21,28 @@ from typing import Any
 
 from lambda_src.common.lake_schema import EVENTS_COLUMNS, METRICS_COLUMNS, Column
 from lambda_src.common.pricing import DEFAULT_PRICE_TABLE, PriceTable, model_version
-from lambda_src.common.telemetry import user_key
+from lambda_src.common.telemetry import (
+    EARLIEST_EVENT_DAY,
+    EVENT_NUMBER_CEILING,
+    LATEST_EVENT_SKEW_SECONDS,
+    METRICS_BY_NAME,
+    user_key,
+)
 
 Partition = tuple[str, str]  # (dt, hour)
 
 EMF_FORMAT_FIELDS = ("_aws", "Version")
+EARLIEST_EVENT_MILLISECONDS = datetime.fromisoformat(EARLIEST_EVENT_DAY).replace(tzinfo=UTC).timestamp() * 1000
+# Event columns that count or measure: negative or absurd values are refused, as for metric values.
+MEASURED_EVENT_COLUMNS = (
+    "cost_usd",
+    "duration_ms",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_creation_tokens",
+    "prompt_length",
+)
 INTEGER_BITS = {"int": 32, "bigint": 64}
 
 
@@ -171,7 +188,9 @@ def empty_row(columns: Sequence[Column]) -> dict[str, Any]:
 # Log events -> rows ---------------------------------------------------------------------------------------
 
 
-def metric_rows(log_event: Mapping[str, Any], prices: PriceTable = DEFAULT_PRICE_TABLE) -> list[Row]:
+def metric_rows(
+    log_event: Mapping[str, Any], arrival_milliseconds: float, prices: PriceTable = DEFAULT_PRICE_TABLE
+) -> list[Row]:
     """Every data point of one EMF log event, as metrics rows."""
     document = parse_json(log_event["message"])
     if not isinstance(document, dict):
@@ -200,9 +219,11 @@ def metric_rows(log_event: Mapping[str, Any], prices: PriceTable = DEFAULT_PRICE
         raise MalformedLogEventError("no metric value in the log event")
     if any(not math.isfinite(value) for value in values.values()):
         raise MalformedLogEventError("non-finite metric value")
+    for metric, value in values.items():
+        checked_value(metric, value)
     timestamp = emf.get("Timestamp")
     milliseconds = timestamp if isinstance(timestamp, int | float) and timestamp > 0 else log_event.get("timestamp")
-    event_time = checked_time(milliseconds)
+    event_time = checked_time(milliseconds, arrival_milliseconds)
     base = empty_row(METRICS_COLUMNS)
     remaining = dict(attributes)
     fill_columns(METRICS_COLUMNS, [remaining], base)
@@ -242,9 +263,12 @@ def event_rows(
     else:
         logged = log_event.get("timestamp")
         when = logged if isinstance(logged, int | float) and logged > 0 else arrival_milliseconds
-    event_time = checked_time(when)
+    event_time = checked_time(when, arrival_milliseconds)
     row = empty_row(EVENTS_COLUMNS)
     fill_columns(EVENTS_COLUMNS, [attributes, resource], row)
+    for column in MEASURED_EVENT_COLUMNS:
+        if row[column] is not None and not 0 <= row[column] <= EVENT_NUMBER_CEILING:
+            raise MalformedLogEventError(f"{column} {row[column]!r} is outside 0 to {EVENT_NUMBER_CEILING:g}")
     identity_columns(row, prices)
     row.update(
         event_time=event_time,
@@ -259,16 +283,37 @@ def event_rows(
     return [Row(partition_of(event_time), row)]
 
 
-def checked_time(milliseconds: Any) -> str:
+def checked_time(milliseconds: Any, arrival_milliseconds: float) -> str:
+    """The event's time as lake text, if it lies in the window the dashboards and Athena show."""
     if not isinstance(milliseconds, int | float) or isinstance(milliseconds, bool) or not math.isfinite(milliseconds):
         raise MalformedLogEventError("no usable timestamp")
-    try:
-        text = iso_time(milliseconds)
-    except (OverflowError, OSError, ValueError):
-        raise MalformedLogEventError("timestamp out of range") from None
-    if not text[:4].isdigit() or text < "2000":
-        raise MalformedLogEventError("timestamp before 2000")
-    return text
+    if milliseconds < EARLIEST_EVENT_MILLISECONDS:
+        raise MalformedLogEventError(f"timestamp before {EARLIEST_EVENT_DAY}")
+    if milliseconds > arrival_milliseconds + LATEST_EVENT_SKEW_SECONDS * 1000:
+        raise MalformedLogEventError(f"timestamp more than {LATEST_EVENT_SKEW_SECONDS} s after the delivery arrived")
+    return iso_time(milliseconds)
+
+
+def checked_value(metric: str, value: float) -> float:
+    """A counter's value: finite, not negative, not above what one data point can honestly carry."""
+    ceiling = METRICS_BY_NAME[metric].ceiling if metric in METRICS_BY_NAME else EVENT_NUMBER_CEILING
+    if not 0 <= value <= ceiling:
+        raise MalformedLogEventError(f"{metric} value {value!r} is outside 0 to {ceiling:g}")
+    return value
+
+
+def batch_shape_problem(batch: Any) -> str | None:
+    """Why a decoded delivery is not a CloudWatch Logs data or control message, or None."""
+    if not isinstance(batch, dict):
+        return f"a CloudWatch Logs batch must be a JSON object, got {type(batch).__name__}"
+    if batch.get("messageType") not in ("DATA_MESSAGE", "CONTROL_MESSAGE"):
+        return f"messageType must be DATA_MESSAGE or CONTROL_MESSAGE, got {str(batch.get('messageType'))[:40]!r}"
+    if batch["messageType"] == "DATA_MESSAGE":
+        if not isinstance(batch.get("logGroup"), str):
+            return "logGroup must be a string"
+        if not isinstance(batch.get("logEvents"), list):
+            return "logEvents must be a list"
+    return None
 
 
 def read_logs_batch(payload: bytes) -> Any:

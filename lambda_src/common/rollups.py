@@ -127,9 +127,30 @@ def days_between(first: str, last: str) -> list[str]:
 
 # Keys ----------------------------------------------------------------------------------------------------
 
+KEY_PART_BYTES = 200
+"""A value a client sent (user, model, team, tool, version, ...) takes at most this much of a key: DynamoDB
+allows 2,048 bytes in a partition key and 1,024 in a sort key, and a key has at most four such parts."""
+LABEL_BYTES = 1024
+"""The same for a value kept as a plain attribute (labels); an item holds at most 400 KB."""
+
+
+def clipped(value: str, limit: int) -> str:
+    """`value` as valid UTF-8 of at most `limit` bytes. A longer one keeps its start and a hash of the whole,
+    so distinct values stay distinct and the same value always gives the same text (writers and readers
+    agree); lone surrogates (invalid Unicode from JSON) become their escape text."""
+    encoded = value.encode("utf-8", "backslashreplace")
+    if len(encoded) <= limit:
+        return encoded.decode("utf-8")
+    digest = hashlib.blake2b(encoded, digest_size=6).hexdigest()
+    return encoded[: limit - len(digest) - 1].decode("utf-8", "ignore") + "~" + digest
+
+
+def key_part(value: str) -> str:
+    return clipped(value, KEY_PART_BYTES)
+
 
 def user_pk(user: str) -> str:
-    return f"USER#{user}"
+    return f"USER#{key_part(user)}"
 
 
 def user_day_sk(day: str) -> str:
@@ -155,11 +176,11 @@ ACTIVE_DAY_SK = "DAY"
 
 
 def total_pk(metric: str, day: str) -> str:
-    return f"TOTAL#{metric}#{day}"
+    return f"TOTAL#{key_part(metric)}#{day}"
 
 
 def total_sk(bucket: int, token_type: str | None, model: str | None) -> str:
-    return f"{bucket_name(bucket)}#{token_type or NO_VALUE}#{model or NO_VALUE}"
+    return f"{bucket_name(bucket)}#{key_part(token_type or NO_VALUE)}#{key_part(model or NO_VALUE)}"
 
 
 def day_pk(month: str) -> str:
@@ -167,7 +188,7 @@ def day_pk(month: str) -> str:
 
 
 def day_sk(day: str, model: str | None) -> str:
-    return f"{day}#{model or NO_VALUE}"
+    return f"{day}#{key_part(model or NO_VALUE)}"
 
 
 def group_pk(day: str) -> str:
@@ -175,7 +196,7 @@ def group_pk(day: str) -> str:
 
 
 def group_sk(dimension: str, value: str) -> str:
-    return f"{dimension}#{value}"
+    return f"{dimension}#{key_part(value)}"
 
 
 def events_pk(day: str) -> str:
@@ -186,12 +207,22 @@ def quality_pk(day: str) -> str:
     return f"QUALITY#{day}"
 
 
+def quality_sk(aspect: str, value: str) -> str:
+    return f"{aspect}#{key_part(value)}"
+
+
+def events_sk(*parts: str) -> str:
+    """An event day total: the event's name and what it is counted by (model, status, tool, decision)."""
+    return "#".join(key_part(part) for part in parts)
+
+
 def ledger_pk(batch_id: str) -> str:
     return f"LEDGER#{batch_id}"
 
 
 def usage_shard(user: str) -> int:
-    return int.from_bytes(hashlib.blake2b(user.encode(), digest_size=2).digest(), "big") % USAGE_INDEX_SHARDS
+    encoded = user.encode("utf-8", "backslashreplace")
+    return int.from_bytes(hashlib.blake2b(encoded, digest_size=2).digest(), "big") % USAGE_INDEX_SHARDS
 
 
 def usage_period(period_sk: str, user: str) -> str:

@@ -90,6 +90,9 @@ class Metric:
     """Point attributes besides identity and organisation."""
     dimension_sets: tuple[tuple[str, ...], ...]
     """CloudWatch dimension sets the collector declares; () is the total."""
+    ceiling: float = 1e9
+    """The largest value one data point (one export interval of one client) can honestly carry; a larger,
+    negative or non-finite value is quarantined, never summed (every metric is a counter)."""
 
     @property
     def cloudwatch_unit(self) -> str:
@@ -105,11 +108,13 @@ METRICS: tuple[Metric, ...] = (
         (MODEL, TYPE, QUERY_SOURCE),
         ((), (TYPE,), (MODEL,), (MODEL, TYPE), *_ORG, (DEPARTMENT, TYPE)),
     ),
-    Metric("claude_code.cost.usage", "USD", (MODEL, QUERY_SOURCE), ((), (MODEL,), *_ORG, (DEPARTMENT, MODEL))),
-    Metric("claude_code.session.count", None, (), ((), *_ORG)),
-    Metric("claude_code.active_time.total", "s", (TYPE,), ((), *_ORG)),
-    Metric("claude_code.commit.count", None, (), ((), *_ORG)),
-    Metric("claude_code.pull_request.count", None, (), ((), *_ORG)),
+    Metric(
+        "claude_code.cost.usage", "USD", (MODEL, QUERY_SOURCE), ((), (MODEL,), *_ORG, (DEPARTMENT, MODEL)), ceiling=1e5
+    ),
+    Metric("claude_code.session.count", None, (), ((), *_ORG), ceiling=1e4),
+    Metric("claude_code.active_time.total", "s", (TYPE,), ((), *_ORG), ceiling=31 * 86400),
+    Metric("claude_code.commit.count", None, (), ((), *_ORG), ceiling=1e5),
+    Metric("claude_code.pull_request.count", None, (), ((), *_ORG), ceiling=1e5),
     Metric(
         "claude_code.lines_of_code.count",
         None,
@@ -159,6 +164,15 @@ EVENTS: Mapping[str, Mapping[str, str]] = {
     "user_prompt": {"prompt_length": "string"},
 }
 EVENT_NAMES = tuple(EVENTS)
+EVENT_NUMBER_CEILING = 1e9
+"""The largest count, duration or cost one event carries (tokens, milliseconds, USD); larger, negative or
+non-finite numbers are not summed: the event is quarantined."""
+
+# Times a pipeline books: from the day the lake's partitions start (Athena's projection range) to shortly
+# after the delivery arrived (clients' clocks drift). Outside it an event is quarantined and counted, never
+# booked on a day no dashboard or query shows.
+EARLIEST_EVENT_DAY = "2025-01-01"
+LATEST_EVENT_SKEW_SECONDS = 3600
 """The events the dashboard counts by name; every other event is kept in the lake and counted as `other`."""
 
 

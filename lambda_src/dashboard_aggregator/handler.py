@@ -9,9 +9,23 @@ distinct active users per bucket and per day. Cost (`cost_usd`) is the stack's p
 and those tokens and that cost are counted in data quality (`unpriced#<model>`). The client's cost of every
 model is kept beside it (`client_cost_usd`), so cost is never $0 for usage the client priced.
 
-Exactly once: the additions are written in transactions of at most 100 items, each with a ledger item keyed by
-the delivery and the chunk; a retried delivery finds its ledger items and writes nothing, and a delivery that
-failed half way writes only the chunks it had not written. Distinct users are exact: a user's day item records
+Exactly once. The ledger's invariants, each tested:
+1. A delivery is identified by what it delivers: its log group and the set of its log events' ids (content
+   for an event without one). Re-compressed, re-serialised or reordered, it is the same delivery.
+2. A log event that appears twice in one delivery counts once (and is counted in data quality).
+3. The additions are written in transactions of at most 100 items, each with a ledger item keyed by the
+   delivery and the chunk: a retried delivery finds its ledger items and writes nothing, and one that failed
+   half way writes only the chunks it had not written.
+4. The plan of chunks depends only on the delivery and its first arrival, which the ledger keeps
+   (`ARRIVAL`): a retry after midnight makes the same additions.
+5. Every value that reaches a key is valid UTF-8 of bounded length (common/rollups.key_part), every number
+   is finite, not negative and under its metric's ceiling (common/log_records), and every event lies in
+   the window the dashboards show: so no write can fail for one event's sake, and an event that breaks
+   these rules is quarantined alone.
+Not covered: two different deliveries that overlap (some log events in both) count the shared events twice;
+CloudWatch Logs redelivers whole deliveries, and a per-event ledger would cost a write per log event.
+
+Distinct users are exact: a user's day item records
 the buckets the user was active in, read before and checked (optimistic locking) in the same transaction that
 adds the user to the bucket and day counts. Late events land in the bucket and day of their own timestamp.
 
@@ -49,6 +63,7 @@ from lambda_src.common.dynamodb import Key, key_value
 from lambda_src.common.log_records import (
     MalformedLogEventError,
     UnreadableBatchError,
+    batch_shape_problem,
     event_rows,
     metric_rows,
     quarantine_reason,
@@ -65,6 +80,7 @@ TRANSACTION_ITEMS = 100
 BUCKETS_PER_SLICE = 60
 TRANSACT_ATTEMPTS = 8
 LEDGER_TTL_SECONDS = 3 * 86400  # longer than Lambda keeps retrying an asynchronous event (6 hours)
+ARRIVAL_SK = "ARRIVAL"  # the ledger item with a delivery's first arrival; its chunks are numbered
 QUEUE_MESSAGE_BYTES = 250_000  # SQS takes 256 KiB per message and per SendMessageBatch
 MILLION = Decimal(1_000_000)
 ZERO = Decimal(0)
@@ -133,8 +149,22 @@ def decode_delivery(event: Mapping[str, Any]) -> bytes:
 
 
 def batch_id(payload: bytes) -> str:
-    """The same delivery, redelivered, has the same id."""
+    """An unreadable delivery's id: its bytes are all there is to go by."""
     return hashlib.sha256(payload).hexdigest()[:40]
+
+
+def log_event_key(log_event: Any) -> str:
+    """What identifies a log event: the id CloudWatch Logs gave it; without one, its content."""
+    if isinstance(log_event, dict) and isinstance(log_event.get("id"), str) and log_event["id"]:
+        return log_event["id"]
+    return "content:" + hashlib.sha256(json.dumps(log_event, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def delivery_id(batch: Mapping[str, Any]) -> str:
+    """The same delivered content has the same id, however it was compressed, serialised or ordered, and
+    whenever it arrives: the log group and the set of its log events' ids."""
+    ids = sorted({log_event_key(log_event) for log_event in batch["logEvents"]})
+    return hashlib.sha256(json.dumps([batch["logGroup"], ids]).encode()).hexdigest()[:40]
 
 
 def epoch_seconds(event_time: str) -> float:
@@ -211,18 +241,20 @@ def add_metric_row(rollup: Rollup, values: Mapping[str, Any], periods: Periods) 
     rollup.data_points += 1
     deltas = usage_deltas(metric, value, values, periods.prices)
     rollup.add(
-        (quality, f"source#{source}"),
+        (quality, keys.quality_sk("source", source)),
         {"points": ONE, "tokens": deltas.get("tokens", ZERO) if deltas else ZERO},
         day_expiry,
     )
-    rollup.add((quality, f"version#{values.get('app_version') or keys.NO_VALUE}"), {"points": ONE}, day_expiry)
+    rollup.add(
+        (quality, keys.quality_sk("version", values.get("app_version") or keys.NO_VALUE)), {"points": ONE}, day_expiry
+    )
     if deltas is None:
-        rollup.add((quality, f"unknown_metric#{metric}"), {"points": ONE}, day_expiry)
+        rollup.add((quality, keys.quality_sk("unknown_metric", metric)), {"points": ONE}, day_expiry)
         return
     model = values.get("model_version") or values.get("model")
     unpriced: dict[str, Decimal] = {n: deltas[n] for n in ("unpriced_tokens", "unpriced_cost_usd") if n in deltas}
     if unpriced:
-        rollup.add((quality, f"unpriced#{model or keys.NO_VALUE}"), unpriced, day_expiry)
+        rollup.add((quality, keys.quality_sk("unpriced", model or keys.NO_VALUE)), unpriced, day_expiry)
     bucket = keys.bucket_start(seconds)
     short_name = metric.removeprefix("claude_code.")
     total = {"value": value, "points": ONE}
@@ -255,8 +287,10 @@ def add_event_row(rollup: Rollup, values: Mapping[str, Any], periods: Periods) -
     expiry = periods.day_expiry(day)
     rollup.events += 1
     quality = keys.quality_pk(day)
-    rollup.add((quality, f"source#{values.get('user_key_source') or 'none'}"), {"events": ONE}, expiry)
-    rollup.add((quality, f"version#{values.get('app_version') or keys.NO_VALUE}"), {"events": ONE}, expiry)
+    rollup.add((quality, keys.quality_sk("source", values.get("user_key_source") or "none")), {"events": ONE}, expiry)
+    rollup.add(
+        (quality, keys.quality_sk("version", values.get("app_version") or keys.NO_VALUE)), {"events": ONE}, expiry
+    )
     name = values.get("event_name") or keys.NO_VALUE
     model = values.get("model_version") or values.get("model") or keys.NO_VALUE
     duration = values.get("duration_ms")
@@ -265,17 +299,19 @@ def add_event_row(rollup: Rollup, values: Mapping[str, Any], periods: Periods) -
         deltas = {"requests": ONE}
         if isinstance(duration, float) and duration >= 0:
             deltas.update({"duration_ms": decimal(duration), "timed": ONE, keys.latency_bin(duration): ONE})
-        rollup.add((events, f"api_request#{model}"), deltas, expiry)
+        rollup.add((events, keys.events_sk("api_request", model)), deltas, expiry)
     elif name == "api_error":
         status = values.get("status_code") or keys.NO_VALUE
-        rollup.add((events, f"api_error#{model}#{status}"), {"errors": ONE}, expiry)
+        rollup.add((events, keys.events_sk("api_error", model, status)), {"errors": ONE}, expiry)
     elif name == "tool_result":
         success = values.get("success")
         outcome = "unknown_outcome" if success is None else "succeeded" if success else "failed"
-        rollup.add((events, f"tool_result#{values.get('tool_name') or keys.NO_VALUE}"), {outcome: ONE}, expiry)
+        rollup.add(
+            (events, keys.events_sk("tool_result", values.get("tool_name") or keys.NO_VALUE)), {outcome: ONE}, expiry
+        )
     elif name == "tool_decision":
         tool, decision = values.get("tool_name") or keys.NO_VALUE, values.get("decision") or keys.NO_VALUE
-        rollup.add((events, f"tool_decision#{tool}#{decision}"), {"decisions": ONE}, expiry)
+        rollup.add((events, keys.events_sk("tool_decision", tool, decision)), {"decisions": ONE}, expiry)
     elif name == "user_prompt":
         length = values.get("prompt_length")
         deltas = {"prompts": ONE}
@@ -283,26 +319,36 @@ def add_event_row(rollup: Rollup, values: Mapping[str, Any], periods: Periods) -
             deltas["prompt_length"] = Decimal(length)
         rollup.add((events, "user_prompt"), deltas, expiry)
     else:  # kept whole in the lake; counted here by name, and in data quality as not read by the dashboard
-        rollup.add((events, f"other#{name}"), {"events": ONE}, expiry)
-        rollup.add((quality, f"unknown_event#{name}"), {"events": ONE}, expiry)
+        rollup.add((events, keys.events_sk("other", name)), {"events": ONE}, expiry)
+        rollup.add((quality, keys.quality_sk("unknown_event", name)), {"events": ONE}, expiry)
 
 
-def rollup_batch(batch: Any, settings: Settings, arrival_seconds: float) -> Rollup:
-    """The additions of one decoded delivery. Malformed log events are quarantined, never fatal."""
+def rollup_batch(batch: Mapping[str, Any], settings: Settings, arrival_seconds: float) -> Rollup:
+    """The additions of one data message (checked by `batch_shape_problem`). Malformed log events are
+    quarantined, never fatal; a log event that appears twice counts once."""
     rollup = Rollup()
     periods = Periods(settings)
-    if not isinstance(batch, dict) or batch.get("messageType") != "DATA_MESSAGE":
-        return rollup
-    log_group = batch.get("logGroup", "")
+    log_group = batch["logGroup"]
     kind = settings.log_groups.get(log_group)
-    for log_event in batch.get("logEvents") or []:
+    seen: set[str] = set()
+    for log_event in batch["logEvents"]:
+        identity = log_event_key(log_event)
+        if identity in seen:
+            day = periods.day(arrival_seconds)
+            rollup.add(
+                (keys.quality_pk(day), keys.quality_sk("duplicate", kind or "unknown")),
+                {"log_events": ONE},
+                periods.day_expiry(day),
+            )
+            continue
+        seen.add(identity)
         try:
             if kind is None:
                 raise MalformedLogEventError(f"log group {log_group!r} is not one the aggregator reads")
             if not isinstance(log_event, dict) or not isinstance(log_event.get("message"), str):
                 raise MalformedLogEventError("a log event needs a message")
             if kind == "metrics":
-                for row in metric_rows(log_event, settings.prices):
+                for row in metric_rows(log_event, arrival_seconds * 1000, settings.prices):
                     add_metric_row(rollup, row.values, periods)
             else:
                 for row in event_rows(log_event, arrival_seconds * 1000, settings.prices):
@@ -427,7 +473,9 @@ def update_action(
         adds.append("#buckets :buckets")
     for index, (name, value) in enumerate(sorted(set_values.items())):
         names[f"#s{index}"] = name
-        values[f":s{index}"] = number(value) if isinstance(value, int) else {"S": str(value)}
+        values[f":s{index}"] = (
+            number(value) if isinstance(value, int) else {"S": keys.clipped(str(value), keys.LABEL_BYTES)}
+        )
         sets.append(f"#s{index} = :s{index}")
     expression = " ".join(
         part
@@ -521,6 +569,29 @@ class RollupStore:
         self.pause = pause
         self.items_written = 0
         self.transactions = 0
+
+    def arrival(self, delivery: str, now: float) -> float:
+        """When this delivery first arrived: stored on its first attempt, read back on every retry."""
+        key = key_value((keys.ledger_pk(delivery), ARRIVAL_SK))
+        for _ in range(2):
+            found = self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True).get("Item")
+            if found is not None:
+                return float(found["arrival"]["N"])
+            try:
+                self.client.put_item(
+                    TableName=self.table,
+                    Item={
+                        **key,
+                        "arrival": number(Decimal(repr(now))),
+                        "expires_at": number(int(now) + LEDGER_TTL_SECONDS),
+                    },
+                    ConditionExpression="attribute_not_exists(pk)",
+                )
+            except self.client.exceptions.ConditionalCheckFailedException:
+                continue  # another attempt stored it first: read theirs
+            self.items_written += 1
+            return now
+        raise RuntimeError(f"the arrival of delivery {delivery} could not be read or stored")
 
     def apply(self, delivery: str, rollup: Rollup) -> dict[str, int]:
         chunks = plan_chunks(rollup)
@@ -730,24 +801,31 @@ def aggregate(
     clock: Seconds,
 ) -> dict[str, Any]:
     """One subscription delivery. `clock` gives the arrival time: the day a malformed log event or an
-    unreadable delivery is counted on (their own timestamps cannot be trusted), and the ledger's expiry."""
-    arrival = clock()
+    unreadable delivery is counted on (their own timestamps cannot be trusted), the latest event time booked,
+    and the ledger's expiry. A retried delivery keeps the arrival of its first attempt (the ledger has it),
+    so a retry after midnight makes the same additions."""
     try:
         payload = decode_delivery(event)
     except UnreadableBatchError as error:
         queue(queue_messages([{"reason": str(error), "payload": json.dumps(event, default=str)[:QUEUE_MESSAGE_BYTES]}]))
         log("ERROR", "unreadable delivery sent to the failed-event queue", reason=str(error))
         return {"status": "unreadable"}
-    delivery = batch_id(payload)
     try:
         batch = read_logs_batch(payload)
+        problem = batch_shape_problem(batch)
+        if problem is not None:
+            raise UnreadableBatchError(problem)
     except UnreadableBatchError as error:
+        delivery = batch_id(payload)
+        arrival = store.arrival(delivery, clock())
         store.apply(delivery, unreadable_rollup(settings, arrival))
         queue(queue_messages([{"reason": str(error), "payload": base64.b64encode(payload).decode()}]))
         log("ERROR", "unreadable delivery sent to the failed-event queue", reason=str(error), delivery=delivery)
         return {"status": "unreadable", "delivery": delivery}
-    if isinstance(batch, dict) and batch.get("messageType") == "CONTROL_MESSAGE":
+    if batch["messageType"] == "CONTROL_MESSAGE":
         return {"status": "control message"}
+    delivery = delivery_id(batch)
+    arrival = store.arrival(delivery, clock())
     rollup = rollup_batch(batch, settings, arrival)
     result = store.apply(delivery, rollup)
     if rollup.quarantined:
@@ -755,7 +833,7 @@ def aggregate(
     summary = {
         "status": "ok",
         "delivery": delivery,
-        "log_group": batch.get("logGroup") if isinstance(batch, dict) else None,
+        "log_group": batch["logGroup"],
         "data_points": rollup.data_points,
         "events": rollup.events,
         "quarantined": len(rollup.quarantined),

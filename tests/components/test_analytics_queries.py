@@ -144,8 +144,9 @@ def write_table(root: Path, table: str, rows: Sequence[Row | dict[str, Any]]) ->
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[duckdb.DuckDBPyConnection]:
     root = tmp_path_factory.mktemp("lake")
-    write_table(root, "metrics", [row for event in metric_log_events() for row in metric_rows(event)])
-    write_table(root, "events", [row for event in event_log_events() for row in event_rows(event, 0)])
+    arrival = NOW.timestamp() * 1000  # every row arrived by "now"
+    write_table(root, "metrics", [row for event in metric_log_events() for row in metric_rows(event, arrival)])
+    write_table(root, "events", [row for event in event_log_events() for row in event_rows(event, arrival)])
     write_table(root, "prices", list(DEFAULT_PRICE_TABLE.rows()))
     connection = duckdb.connect()
     connection.execute("SET TimeZone = 'UTC'")

@@ -4,8 +4,8 @@ Claude Code usage, for the aggregator and widget tests."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
-from datetime import datetime
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,7 +14,14 @@ from lambda_src.common import rollups as keys
 from lambda_src.common.quota_policies import QuotaPolicy, policy_item
 from lambda_src.dashboard_aggregator.handler import RollupStore, Settings, aggregate, send_to_queue
 from tests.clock import Clock
-from tests.telemetry import EVENTS_LOG_GROUP, METRICS_LOG_GROUP, Developer, emf_event, subscription_event
+from tests.telemetry import (
+    EVENTS_LOG_GROUP,
+    METRICS_LOG_GROUP,
+    Developer,
+    arrival_of,
+    emf_event,
+    subscription_event,
+)
 
 SONNET = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 SONNET_VERSION = "claude-sonnet-4-5"  # the price table's key for the dated id
@@ -73,23 +80,36 @@ class Deployed:
         create_table(self.dynamodb, name)
         self.queue_url = self.sqs.create_queue(QueueName=f"{name}-failed")["QueueUrl"]
         self.table = name
-        self.settings = Settings(
-            table_name=name,
-            log_groups={METRICS_LOG_GROUP: "metrics", EVENTS_LOG_GROUP: "events"},
-            failed_queue_url=self.queue_url,
-            time_zone=ZoneInfo(time_zone),
-            ttl_days=90,
-        )
+        self.settings = self.settings_for(name, self.queue_url, time_zone)
         self.clock = clock
         self.store = RollupStore(self.dynamodb, name, clock, pause=lambda _: None)
 
+    @staticmethod
+    def settings_for(table: str, queue_url: str, time_zone: str = "UTC") -> Settings:
+        return Settings(
+            table_name=table,
+            log_groups={METRICS_LOG_GROUP: "metrics", EVENTS_LOG_GROUP: "events"},
+            failed_queue_url=queue_url,
+            time_zone=ZoneInfo(time_zone),
+            ttl_days=90,
+        )
+
+    def queue(self, messages: Sequence[str]) -> None:
+        send_to_queue(self.sqs, self.queue_url, messages)
+
     def deliver(self, payload: bytes | dict[str, Any]) -> dict[str, Any]:
+        """Deliver as CloudWatch Logs does: after the events were written. The clock moves forward to a minute
+        after the newest log event if it is earlier (a test that sets a later arrival keeps it)."""
+        if isinstance(payload, bytes):
+            arrival = datetime.fromtimestamp(arrival_of(payload) / 1000, UTC)
+            if arrival > self.clock.now():
+                self.clock.set(arrival)
         event = payload if isinstance(payload, dict) else subscription_event(payload)
         return aggregate(
             event,
             self.settings,
             self.store,
-            lambda messages: send_to_queue(self.sqs, self.queue_url, messages),
+            self.queue,
             self.clock,
         )
 

@@ -237,10 +237,10 @@ def test_a_malformed_log_event_is_quarantined_and_the_rest_of_its_batch_goes_on(
 def test_an_unexpected_error_in_one_log_event_quarantines_only_that_event(monkeypatch: pytest.MonkeyPatch) -> None:
     real = transform_module.metric_rows
 
-    def fails_on_commits(log_event: dict[str, Any], prices: PriceTable) -> list[Any]:
+    def fails_on_commits(log_event: dict[str, Any], arrival: float, prices: PriceTable) -> list[Any]:
         if "claude_code.commit.count" in log_event["message"]:
             raise TypeError("a bug")
-        return real(log_event, prices)
+        return real(log_event, arrival, prices)
 
     monkeypatch.setattr(transform_module, "metric_rows", fails_on_commits)
     stream = RecordingStream()
