@@ -15,7 +15,7 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
 RUN := $(UV) run --frozen --no-sync
-TYPED_DIRS := infra components policies lambda_src offline benchmarks collector
+TYPED_DIRS := infra components policies lambda_src offline benchmarks collector ci_access
 
 .PHONY: setup preview test lint typecheck workflows pytest pytest-shifted-clock bench clean client record collector
 

@@ -17,13 +17,12 @@ def project_file() -> dict:
     return yaml.safe_load((PROJECT_ROOT / "Pulumi.yaml").read_text())
 
 
-def test_project_runs_infra_with_uv_and_a_local_backend() -> None:
+def test_project_runs_infra_with_uv() -> None:
     project = project_file()
     assert project["name"] == PROJECT
     assert project["runtime"] == {"name": "python", "options": {"toolchain": "uv", "virtualenv": ".venv"}}
     assert project["main"] == "infra/"
     assert (PROJECT_ROOT / "infra" / "__main__.py").is_file()
-    assert project["backend"]["url"].startswith("file://")
 
 
 def test_every_scalar_key_is_declared_with_type_description_and_the_code_default() -> None:
