@@ -20,7 +20,7 @@ import pulumi_aws as aws
 from components.alarms import Alarm, raise_alarms
 from components.dashboard_body import CollectorHealth, DashboardBodySettings, dashboard_body
 from components.dynamodb_table import keyed_table
-from components.lambda_code import python_function
+from components.lambda_code import PythonFunction, python_function
 from lambda_src.common.pricing import DEFAULT_PRICE_TABLE, PRICE_TABLE_VARIABLE, PriceTable
 from lambda_src.common.rollups import (
     PARTITION_KEY,
@@ -31,6 +31,14 @@ from lambda_src.common.rollups import (
 
 AGGREGATOR_FUNCTION = "dashboard_aggregator"
 WIDGET_FUNCTION = "dashboard_widget"
+WIDGET_FAILURES_METRIC = "WidgetFailures"
+
+
+def operations_namespace(args: DashboardArgs) -> str:
+    """Where the dashboard's own health metrics go, beside the collector's namespace."""
+    return f"{args.metrics_namespace}/Dashboard"
+
+
 ASYNC_RETRIES = 2
 MAX_EVENT_AGE_SECONDS = 6 * 3600
 BACKLOG_ALARM_MS = 10 * 60 * 1000
@@ -309,7 +317,7 @@ class Dashboard(pulumi.ComponentResource):
             opts=child,
         )
 
-        self._alarms(name, args, aggregator.function, widget.function, table, failed, log_groups, filter_name, tags)
+        self._alarms(name, args, aggregator.function, widget, table, failed, log_groups, filter_name, tags)
 
         self.table_name = table.name
         self.table_arn = table.arn
@@ -333,14 +341,27 @@ class Dashboard(pulumi.ComponentResource):
         name: str,
         args: DashboardArgs,
         aggregator: aws.lambda_.Function,
-        widget: aws.lambda_.Function,
+        widget: PythonFunction,
         table: aws.dynamodb.Table,
         failed: aws.sqs.Queue,
         log_groups: Mapping[str, pulumi.Input[str]],
         filter_name: str,
         tags: Mapping[str, str],
     ) -> None:
-        """Rollups that stop, fall behind or lose data page the operations topic."""
+        """Rollups that stop, fall behind or lose data page the operations topic. A widget that fails renders a
+        message (not a Lambda error) and logs at ERROR level; a metric filter counts those lines."""
+        aws.cloudwatch.LogMetricFilter(
+            f"{name}-widget-failures",
+            log_group_name=widget.log_group.name,
+            pattern='{ $.level = "ERROR" }',
+            metric_transformation={
+                "name": WIDGET_FAILURES_METRIC,
+                "namespace": operations_namespace(args),
+                "value": "1",
+                "unit": "Count",
+            },
+            opts=pulumi.ResourceOptions(parent=self),
+        )
         function_of = {"FunctionName": aggregator.name}
         alarms = [
             Alarm("aggregator-errors", "The aggregator failed; Lambda retries, then queues the delivery",
@@ -350,7 +371,9 @@ class Dashboard(pulumi.ComponentResource):
             Alarm("aggregator-dropped", "Lambda dropped deliveries to the aggregator (too old or throttled too long)",
                   "AWS/Lambda", "AsyncEventsDropped", function_of),
             Alarm("widget-errors", "The dashboard's custom widgets fail to render",
-                  "AWS/Lambda", "Errors", {"FunctionName": widget.name}),
+                  "AWS/Lambda", "Errors", {"FunctionName": widget.function.name}),
+            Alarm("widget-failures", "A custom widget showed an error message instead of data: see its function's log",
+                  operations_namespace(args), WIDGET_FAILURES_METRIC, {}),
             Alarm("rollup-write-throttles", "DynamoDB throttled writes to the rollup table",
                   "AWS/DynamoDB", "WriteThrottleEvents", {"TableName": table.name}),
             Alarm("rollup-read-throttles", "DynamoDB throttled widget reads of the rollup table",

@@ -25,7 +25,16 @@ from components.alarms import Alarm, raise_alarms
 from components.dynamodb_table import keyed_table
 from components.lambda_code import python_function
 from components.operations import EMAIL_PATTERN, HTTPS_URL_PATTERN, subscribe, topic_denies_insecure_transport
-from lambda_src.common.quota_policies import ALERT_PK_PREFIX, POLICY_PK, QuotaPolicy, policy_item, policy_problems
+from lambda_src.common.quota_policies import (
+    ALERT_PK_PREFIX,
+    ALERTS_IN_DOUBT_METRIC,
+    MONITOR_METRICS_NAMESPACE,
+    POLICIES_SKIPPED_METRIC,
+    POLICY_PK,
+    QuotaPolicy,
+    policy_item,
+    policy_problems,
+)
 from lambda_src.common.rollups import PARTITION_KEY, SORT_KEY, USAGE_INDEX, quota_pk
 
 COMPONENT_TYPE = "claude-code-monitoring:index:Quota"
@@ -91,8 +100,9 @@ def policy_resource_suffix(policy: QuotaPolicy) -> str:
 
 
 def monitor_statements(rollup_table_arn: str, quota_table_arn: str, topic_arn: str) -> list[dict[str, Any]]:
-    """List users with usage (the index only), write the quota view (QUOTA# items only), read the policies,
-    claim alerts (ALERT# items only), publish alerts."""
+    """List users with usage (the index only), write the quota view and its data-quality item (QUOTA# items
+    only), read the policies, claim and mark alerts (ALERT# items only), publish alerts. The run's metrics are
+    embedded metric format in its log: no cloudwatch:PutMetricData."""
     return [
         {
             "Sid": "ListUsersWithUsage",
@@ -117,7 +127,9 @@ def monitor_statements(rollup_table_arn: str, quota_table_arn: str, topic_arn: s
         {
             "Sid": "ClaimAlerts",
             "Effect": "Allow",
-            "Action": ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+            # GetItem: a claim whose condition fails returns the claim it found (ReturnValuesOnConditionCheckFailure);
+            # AWS does not document whether that read needs the permission, so it is granted on the same items.
+            "Action": ["dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:GetItem"],
             "Resource": quota_table_arn,
             "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{ALERT_PK_PREFIX}*"]}},
         },
@@ -200,10 +212,29 @@ class Quota(pulumi.ComponentResource):
             [
                 Alarm(
                     "monitor-errors",
-                    "The quota monitor failed: quotas are not being checked, or alerts could not be published "
-                    "(they are retried on the next run)",
+                    "The quota monitor failed: quotas are not being checked, SNS refused alerts (the next run sends "
+                    "them), or a sent alert could not be recorded (it is not sent again); the monitor's log says which",
                     "AWS/Lambda",
                     "Errors",
+                    {"FunctionName": monitor.function.name},
+                    period=max(300, args.schedule_minutes * 60),
+                ),
+                Alarm(
+                    "policy-problems",
+                    "The quota monitor skipped policy items that break a rule (its log and the QUOTA#<day> / QUALITY "
+                    "item say which and why); the users they apply to are not checked until `pulumi up` rewrites them",
+                    MONITOR_METRICS_NAMESPACE,
+                    POLICIES_SKIPPED_METRIC,
+                    {"FunctionName": monitor.function.name},
+                    statistic="Maximum",
+                    period=max(300, args.schedule_minutes * 60),
+                ),
+                Alarm(
+                    "alerts-in-doubt",
+                    "SNS may or may not have sent quota alerts (its answer was lost): they are not sent again. The "
+                    "monitor's log names them; to send one again, delete its ALERT# item in the quota table",
+                    MONITOR_METRICS_NAMESPACE,
+                    ALERTS_IN_DOUBT_METRIC,
                     {"FunctionName": monitor.function.name},
                     period=max(300, args.schedule_minutes * 60),
                 ),

@@ -8,18 +8,24 @@ The stack files (`Pulumi.<stack>.yaml`) hold one object per component (`collecto
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import itertools
 import json
+import math
+import re
 import types
+import unicodedata
 import zoneinfo
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -31,6 +37,13 @@ from components.claude_settings import BAGGAGE_KEY_PATTERN, BAGGAGE_VALUE_PATTER
 from components.collector import DEFAULT_COLLECTOR_IMAGE, PINNED_IMAGE_PATTERN
 from components.operations import EMAIL_PATTERN, HTTPS_URL_PATTERN
 from lambda_src.common.pricing import PRICE_TABLE_MAX_BYTES, ModelPrice, PriceTable
+from lambda_src.common.quota_policies import (
+    THRESHOLD_MAX,
+    THRESHOLD_MIN,
+    limit_problem,
+    limit_rule,
+    thresholds_problem,
+)
 from lambda_src.common.telemetry import CLIENT_SET_ATTRIBUTES, PER_USER_ATTRIBUTES
 
 PROJECT = "claude-code-monitoring"
@@ -66,6 +79,17 @@ class ConfigError(Exception):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("\n".join(problems))
+
+
+class FieldProblemError(ValueError):
+    """Raised by a model validator for a check that involves several fields but is about one of them: the
+    problem is reported at that field's path, with its value."""
+
+    def __init__(self, field: str, reason: str, value: Any) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+        self.value = value
 
 
 class _Section(BaseModel):
@@ -200,7 +224,25 @@ class CollectorConfig(_Section):
         None, pattern=_LOG_GROUP_NAME, json_schema_extra={"allowed": "a log group name such as /claude-code/events"}
     )
     resource_attributes: dict[
-        Annotated[str, Field(pattern=BAGGAGE_KEY_PATTERN)], Annotated[str, Field(pattern=BAGGAGE_VALUE_PATTERN)]
+        Annotated[
+            str,
+            Field(
+                pattern=BAGGAGE_KEY_PATTERN,
+                json_schema_extra={
+                    "allowed": "attribute names of 1-128 letters, digits or !#$%&'*+.^_`|~- (such as team.id)"
+                },
+            ),
+        ],
+        Annotated[
+            str,
+            Field(
+                pattern=BAGGAGE_VALUE_PATTERN,
+                json_schema_extra={
+                    "allowed": "1-256 printable ASCII characters without spaces, commas, semicolons, quotes or "
+                    "backslashes"
+                },
+            ),
+        ],
     ] = Field(
         {},
         json_schema_extra={
@@ -260,12 +302,26 @@ class CollectorConfig(_Section):
                 "needs identity when enabled: mode jwt with issuer, jwksUri and audience of your identity provider, "
                 "or mode none to accept unauthenticated telemetry (dev only)"
             )
+        if self.enabled and self.identity and self.identity.mode == "none" and _whole_internet(self.allowed_cidrs):
+            raise FieldProblemError(
+                "allowedCidrs",
+                "narrower than the whole internet when identity.mode is none, because anyone who reaches the "
+                "endpoint could send telemetry in any user's name: list your corporate egress ranges (such as "
+                "203.0.113.0/24), or validate tokens with identity.mode jwt",
+                self.allowed_cidrs,
+            )
         if self.enabled and self.identity and self.identity.mode == "jwt" and not self.otel_headers_helper:
             raise ValueError(
                 "needs otelHeadersHelper when identity.mode is jwt: the path of the script on developer machines "
                 "that prints the Authorization header with the identity provider's token"
             )
         return self
+
+
+def _whole_internet(cidrs: list[str]) -> bool:
+    """The ranges together admit every IPv4 address (0.0.0.0/0, or halves and quarters that add up to it)."""
+    networks = ipaddress.collapse_addresses(ipaddress.IPv4Network(cidr, strict=False) for cidr in cidrs)
+    return any(network.prefixlen == 0 for network in networks)
 
 
 class DashboardConfig(_Section):
@@ -312,12 +368,21 @@ class AnalyticsConfig(_Section):
 
 
 class QuotaLimits(_Section):
-    """Limits of one policy. 0 disables a limit; a missing limit is not enforced."""
+    """Limits of one policy. 0 disables a limit; a missing limit is not enforced. The rule is
+    lambda_src/common/quota_policies.py's, which the quota monitor applies again to the stored items."""
 
-    daily_tokens: int | None = Field(None, ge=0)
-    monthly_tokens: int | None = Field(None, ge=0)
-    daily_usd: float | int | None = Field(None, ge=0)
-    monthly_usd: float | int | None = Field(None, ge=0)
+    daily_tokens: int | None = Field(None, json_schema_extra={"allowed": limit_rule("daily_tokens")})
+    monthly_tokens: int | None = Field(None, json_schema_extra={"allowed": limit_rule("monthly_tokens")})
+    daily_usd: float | int | None = Field(None, json_schema_extra={"allowed": limit_rule("daily_usd")})
+    monthly_usd: float | int | None = Field(None, json_schema_extra={"allowed": limit_rule("monthly_usd")})
+
+    @field_validator("daily_tokens", "monthly_tokens", "daily_usd", "monthly_usd")
+    @classmethod
+    def _valid_limit(cls, value: float | None, info: ValidationInfo) -> float | None:
+        problem = limit_problem(str(info.field_name), value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class GroupQuota(QuotaLimits):
@@ -333,9 +398,9 @@ class QuotaConfig(_Section):
     """Per-user token and cost quotas: default, group and user policies."""
 
     enabled: bool = False
-    time_zone: str = "UTC"
+    time_zone: str = Field("UTC", json_schema_extra={"allowed": "an IANA time zone such as UTC or Europe/Berlin"})
     schedule_minutes: int = Field(15, ge=5, le=1440)
-    thresholds: list[Annotated[int, Field(ge=1, le=100)]] = Field([80, 90, 100], min_length=1)
+    thresholds: list[Annotated[int, Field(ge=THRESHOLD_MIN, le=THRESHOLD_MAX)]] = Field([80, 90, 100], min_length=1)
     alert_emails: list[Email] = []
     alert_https_endpoints: list[HttpsUrl] = []
     default: QuotaLimits = QuotaLimits()
@@ -357,8 +422,9 @@ class QuotaConfig(_Section):
     @field_validator("thresholds")
     @classmethod
     def _ascending(cls, value: list[int]) -> list[int]:
-        if any(a >= b for a, b in itertools.pairwise(value)):
-            raise ValueError("strictly ascending percentages from 1 to 100, such as [80, 90, 100]")
+        problem = thresholds_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")
@@ -559,12 +625,12 @@ def parse_stack_config(raw: Mapping[str, Any], stack_file: str) -> StackConfig:
     """Validate a stack's configuration, given as {"aws:region": ..., "<project>:<key>": ...}.
 
     Object values may be given parsed or as the JSON text Pulumi passes to programs.
-    Raises ConfigError naming each bad key, the stack file and what is allowed.
+    Raises ConfigError naming each bad key, the stack file and what is allowed, one line per problem.
     """
     problems: list[str] = []
     document: dict[str, Any] = {}
     for full_key, value in raw.items():
-        namespace, _, key = full_key.partition(":")
+        namespace, _, key = str(full_key).partition(":")
         if namespace == "aws":
             if key == "region":
                 document["region"] = value
@@ -578,17 +644,34 @@ def parse_stack_config(raw: Mapping[str, Any], stack_file: str) -> StackConfig:
                 document[key] = value
             else:
                 problems.append(
-                    f"{full_key} is not a setting of this project; the project's keys are "
+                    f"{_name(str(full_key))} is not a setting of this project; the project's keys are "
                     f"{', '.join(SCALAR_KEYS + SECTION_KEYS + TABLE_KEYS)} ({stack_file})"
                 )
     if "region" not in document:
         problems.append(f"aws:region must be set to an AWS region such as eu-west-1 ({stack_file})")
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError([_one_line(problem) for problem in problems])
+    unusable = _unusable_values(document)
+    settings: StackConfig | None = None
+    errors: list[Any] = []
     try:
-        return StackConfig.model_validate(document)
+        settings = StackConfig.model_validate(document)
     except ValidationError as error:
-        raise ConfigError([_describe(item, stack_file) for item in error.errors()]) from None
+        errors = list(error.errors())
+    if settings is not None and not unusable:
+        return settings
+    # A value no setting takes is reported in words that fit it, in the place of pydantic's own errors there.
+    special = {_place(loc).path: _unusable_problem(loc, value, stack_file) for loc, value in unusable}
+    lines: list[str] = []
+    for item in errors:
+        path = _place(tuple(item["loc"])).path
+        inside = [done for done in special if path == done or path.startswith((f"{done}.", f"{done}["))]
+        if inside:
+            lines.extend(special[done] for done in inside)
+        else:
+            lines.append(_describe(item, stack_file))
+    lines.extend(special.values())  # also those the schema let through, once each (duplicates are dropped)
+    raise ConfigError(list(dict.fromkeys(_one_line(line) for line in lines)))
 
 
 def _maybe_json(value: Any) -> Any:
@@ -600,40 +683,125 @@ def _maybe_json(value: Any) -> Any:
     return value
 
 
-def _key_path(loc: tuple[int | str, ...]) -> str:
-    """`("collector", "identity", "issuer")` -> `collector.identity.issuer`; AWS provider keys keep `aws:`."""
-    if not loc:
-        return ""
-    head, *rest = loc
-    path = f"aws:{head}" if head in ("region", "defaultTags") else str(head)
-    for part in rest:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return path
+# Reporting: readable key paths, and input echoed safely -------------------------------------------------------
+
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+_ECHO_CHARS = 200
 
 
-def _field_for(loc: tuple[int | str, ...]) -> tuple[Any, Any]:
-    """Walk the schema along an error location; return (annotation, FieldInfo) of the last field."""
-    model: Any = StackConfig
-    annotation: Any = None
+def _one_line(text: str) -> str:
+    """Control, format and line-separator characters written as escapes, so a problem stays one plain line."""
+    return "".join(
+        char.encode("unicode_escape").decode("ascii") if unicodedata.category(char) in _UNPRINTABLE else char
+        for char in text
+    )
+
+
+def _shown(value: Any) -> str:
+    """A value from the stack file as it is echoed after `got`: JSON, or what YAML calls it when JSON has no
+    such value (.inf, .nan, dates and timestamps), without control characters, cut short when long."""
+    if isinstance(value, float) and not math.isfinite(value):
+        text = ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
+    elif isinstance(value, datetime.datetime | datetime.time):
+        text = f"{value.isoformat()} (a YAML timestamp)"
+    elif isinstance(value, datetime.date):
+        text = f"{value.isoformat()} (a YAML date)"
+    else:
+        text = json.dumps(value, ensure_ascii=False, default=repr)
+    text = _one_line(text)
+    return text if len(text) <= _ECHO_CHARS else text[: _ECHO_CHARS - 1] + "…"
+
+
+def _name(key: str) -> str:
+    """A key as written in a message: as is when plain, else quoted with its special characters escaped."""
+    return key if re.fullmatch(r"[A-Za-z0-9_.:-]+", key) else _shown(key)
+
+
+def _segment(part: int | str, kind: str) -> str:
+    if kind == "index":
+        return f"[{part}]"
+    if kind == "map" or not (isinstance(part, str) and _PLAIN_KEY.match(part)):
+        return f"[{_shown(part)}]"
+    return f".{part}"
+
+
+class _Place(NamedTuple):
+    """Where an error location points in the schema, as the stack file's reader sees it."""
+
+    path: str
+    """Readable key path: collector.identity.issuer, quota.groups[0].name, collector.resourceAttributes["team"]."""
+    annotation: Any
+    """The type at that place; None when the place is not in the schema."""
+    info: Any
+    """The field's FieldInfo (None inside lists and maps)."""
+    map_key: bool
+    """The location names a map's key (the key itself is wrong), and `path` is the map's."""
+
+
+def _place(loc: tuple[int | str, ...]) -> _Place:
+    """Walk the schema along a pydantic error location. Map keys become ["key"], list items [n], and the tags
+    pydantic adds for the members of a union (`.float`, `.int`) are dropped."""
+    annotation: Any = StackConfig
     info: Any = None
-    for part in loc:
-        if isinstance(part, int):
-            annotation = _unwrap_list(annotation)
-            info = None
-            model = _model_of(annotation)
-            continue
-        if model is None or not _is_model(model):
-            break
-        by_alias = {f.alias or name: (name, f) for name, f in model.model_fields.items()}
-        if part not in by_alias:
-            return None, None
-        info = by_alias[part][1]
-        annotation = info.annotation
-        candidate = _strip_optional(annotation)
-        model = candidate if _is_model(candidate) else None
-        if model is None and get_origin(candidate) is list:
-            annotation = candidate
-    return annotation, info
+    path = ""
+    parts = list(loc)
+    index = 0
+    while index < len(parts):
+        part = parts[index]
+        index += 1
+        base = _bare(annotation)
+        if _is_model(base):
+            fields = {f.alias or name: f for name, f in base.model_fields.items()}
+            if not path and part in ("region", "defaultTags"):
+                path = f"aws:{part}"
+            else:
+                path += str(part) if not path and isinstance(part, str) else _segment(part, "field")
+            info = fields.get(part) if isinstance(part, str) else None
+            annotation = info.annotation if info is not None else None
+        elif get_origin(base) is list and isinstance(part, int):
+            path += _segment(part, "index")
+            annotation, info = get_args(base)[0], None
+        elif get_origin(base) is dict:
+            key_type, value_type = get_args(base)
+            if index < len(parts) and parts[index] == "[key]":
+                return _Place(path, key_type, None, True)
+            path += _segment(part, "map")
+            annotation, info = value_type, None
+        elif get_origin(base) in (Union, types.UnionType):
+            continue  # a union member's tag: the place stays the field
+        else:
+            path += _segment(part, "field")
+            annotation, info = None, None
+    return _Place(path, annotation, info, False)
+
+
+def _bare(annotation: Any) -> Any:
+    """`X | None` and `Annotated[X, ...]` -> X."""
+    annotation = _strip_optional(annotation)
+    if get_origin(annotation) is Annotated:
+        annotation = _strip_optional(get_args(annotation)[0])
+    return annotation
+
+
+def _unusable_values(document: Any, loc: tuple[int | str, ...] = ()) -> list[tuple[tuple[int | str, ...], Any]]:
+    """Values no setting takes, wherever they are in the schema: numbers that are not finite (YAML's .inf and
+    .nan) and the dates and timestamps YAML reads from unquoted text such as 2026-01-01."""
+    if isinstance(document, dict):
+        return [found for key, value in document.items() for found in _unusable_values(value, (*loc, key))]
+    if isinstance(document, list):
+        return [found for index, value in enumerate(document) for found in _unusable_values(value, (*loc, index))]
+    unusable = (isinstance(document, float) and not math.isfinite(document)) or isinstance(
+        document, datetime.date | datetime.time
+    )
+    return [(loc, document)] if unusable and _place(loc).annotation is not None else []
+
+
+def _unusable_problem(loc: tuple[int | str, ...], value: Any, stack_file: str) -> str:
+    place = _place(loc)
+    allowed = _allowed(place.annotation, place.info) or "a value of its documented type"
+    why = "not a finite number" if isinstance(value, float) else "quote it if you mean the text"
+    return f"{place.path} must be {allowed} ({stack_file}), got {_shown(value)}: {why}"
 
 
 def _is_model(candidate: Any) -> bool:
@@ -647,20 +815,6 @@ def _strip_optional(annotation: Any) -> Any:
         if len(args) == 1:
             return args[0]
     return annotation
-
-
-def _unwrap_list(annotation: Any) -> Any:
-    """The item type of a list annotation, keeping its `Annotated` constraints."""
-    annotation = _strip_optional(annotation)
-    if get_origin(annotation) is list:
-        return get_args(annotation)[0]
-    return annotation
-
-
-def _model_of(annotation: Any) -> Any:
-    if get_origin(annotation) is Annotated:
-        annotation = get_args(annotation)[0]
-    return annotation if _is_model(annotation) else None
 
 
 def _allowed(annotation: Any, info: Any) -> str | None:
@@ -714,24 +868,32 @@ def _describe(error: Any, stack_file: str) -> str:
     kind = error["type"]
     value = error.get("input")
     if kind == "extra_forbidden":
-        parent_annotation, _ = _field_for(loc[:-1]) if len(loc) > 1 else (StackConfig, None)
-        parent = _model_of(_strip_optional(parent_annotation))
-        known = ", ".join(f.alias or n for n, f in parent.model_fields.items()) if _is_model(parent) else ""
-        return f"{_key_path(loc)} is not a known setting; allowed keys here: {known} ({stack_file})"
+        parent = _place(loc[:-1]) if len(loc) > 1 else _Place("", StackConfig, None, False)
+        model = _bare(parent.annotation)
+        known = ", ".join(f.alias or n for n, f in model.model_fields.items()) if _is_model(model) else ""
+        key = loc[-1]
+        path = parent.path + _segment(key, "field") if parent.path else _name(str(key))
+        return f"{path} is not a known setting; allowed keys here: {known} ({stack_file})"
+    place = _place(loc)
     if kind == "missing":
-        annotation, info = _field_for(loc)
-        allowed = _allowed(annotation, info) or "set"
-        return f"{_key_path(loc)} is required: it must be {allowed} ({stack_file})"
+        allowed = _allowed(place.annotation, place.info) or "set"
+        return f"{place.path} is required: it must be {allowed} ({stack_file})"
     if kind == "value_error":
-        reason = str(error.get("ctx", {}).get("error", error["msg"]))
+        cause = error.get("ctx", {}).get("error")
+        if isinstance(cause, FieldProblemError):
+            path = _place((*loc, cause.field)).path if loc else cause.field
+            return f"{path} must be {cause.reason} ({stack_file}), got {_shown(cause.value)}"
+        reason = str(cause if cause is not None else error["msg"])
         if reason.startswith("allowed: "):
             reason = "one of " + reason.removeprefix("allowed: ")
         if isinstance(value, dict) or not loc:
-            return f"{_key_path(loc) or 'configuration'} {reason} ({stack_file})"
-        return f"{_key_path(loc)} must be {reason} ({stack_file}), got {json.dumps(value)}"
-    annotation, info = _field_for(loc)
-    allowed = _allowed(annotation, info) or error["msg"].lower()
-    return f"{_key_path(loc)} must be {allowed} ({stack_file}), got {json.dumps(value, default=str)}"
+            return f"{place.path or 'configuration'} {reason} ({stack_file})"
+        return f"{place.path} must be {reason} ({stack_file}), got {_shown(value)}"
+    if place.map_key:
+        allowed = _allowed(place.annotation, None) or "strings"
+        return f"{place.path} has a key that is not allowed: keys must be {allowed} ({stack_file}), got {_shown(value)}"
+    allowed = _allowed(place.annotation, place.info) or error["msg"].lower()
+    return f"{place.path} must be {allowed} ({stack_file}), got {_shown(value)}"
 
 
 def stack_file_name(stack: str) -> str:

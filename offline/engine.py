@@ -82,6 +82,19 @@ class Program:
         return defaults
 
 
+class StackFileLoader(yaml.SafeLoader):
+    """YAML as the Pulumi CLI reads a stack file: an unquoted value that looks like a date or a timestamp stays
+    the text it was written as (Go's YAML decoder keeps timestamps as strings in untyped values), so the program
+    gets a string it can validate and name the key of, as under the CLI."""
+
+
+def _timestamp_as_text(loader: StackFileLoader, node: yaml.ScalarNode) -> Any:
+    return loader.construct_scalar(node)
+
+
+StackFileLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
+
+
 @dataclass(frozen=True)
 class StackConfigFile:
     """A `Pulumi.<stack>.yaml` file as the CLI hands it to a program."""
@@ -96,7 +109,7 @@ class StackConfigFile:
         if not path.is_file():
             raise OfflineError(f"{path}: no such stack configuration file")
         stack = path.name.removeprefix("Pulumi.").rsplit(".", 1)[0] if path.name.startswith("Pulumi.") else path.stem
-        document = yaml.safe_load(path.read_text()) or {}
+        document = yaml.load(path.read_text(), Loader=StackFileLoader) or {}  # noqa: S506  a SafeLoader
         if not isinstance(document, dict) or not isinstance(document.get("config", {}), dict):
             raise OfflineError(f"{path}: expected a mapping with a `config:` mapping")
         raw: dict[str, Any] = dict(program.project_defaults())

@@ -163,9 +163,10 @@ bearer_credentials_are_stored_and_watched = StackValidationPolicy(
         "version built from the credential, so it is never a plaintext output) and an expiry warning (a Lambda "
         "function that depends on the credential or its IAM user, or names the user in its environment, invoked "
         "by an EventBridge schedule). Fix: create credentials through the BearerTokenIngest component, which "
-        "does both."
+        "does both. This rule judges by structure (what depends on what), so a program that keeps and watches "
+        "its keys elsewhere fails it: it is advisory unless the stack's policy config makes it mandatory."
     ),
-    enforcement_level=EnforcementLevel.MANDATORY,
+    enforcement_level=EnforcementLevel.ADVISORY,
     validate=_validate_credentials_stored_and_watched,
 )
 

@@ -10,6 +10,11 @@ Widgets: active_users, cost, top_users (measure: tokens | cost_usd, period: day 
 (dimension: department | team | cost_center), api_errors, api_latency, tool_results, data_quality, quota (the
 quota monitor's list of users near or over their limits).
 
+Whatever goes wrong (parameters of the wrong type or value, a time range that starts after it ends or lies
+outside any sensible time, a missing table, throttling, a read that does not finish in time, a bug), the widget
+shows a short escaped HTML message saying what is wrong and what to check, and logs it with the request id;
+CloudWatch never shows a raw Lambda error.
+
 Environment: TABLE_NAME, TIME_ZONE.
 """
 
@@ -17,7 +22,11 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import os
+import re
+import time
+import traceback
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +35,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 
 from lambda_src.common import dynamodb
 from lambda_src.common import rollups as keys
@@ -38,11 +55,77 @@ MAX_DAYS = 93
 BUCKET_CHART_MAX_DAYS = 2
 TOP_LIMIT_MAX = keys.TOP_USERS_KEPT
 GROUP_ROWS_MAX = 50
+FURTHEST_AHEAD = timedelta(days=366)
+"""A time range may end at most this far after now; beyond that it is a mistake, not a plan."""
+RESERVE_SECONDS = 2.0
+"""Reads stop when less than this is left of the invocation, so the widget can still say why."""
+ECHO_CHARS = 60
+CLIENT_CONFIG = Config(connect_timeout=3, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"})
+"""A DynamoDB call that hangs fails in seconds, well inside the function's 30 s, instead of at botocore's 60 s."""
+THROTTLING_CODES = frozenset(
+    {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded", "Throttling"}
+)
+ACCESS_CODES = frozenset({"AccessDeniedException", "UnrecognizedClientException", "KMSAccessDeniedException"})
 STYLE = (
     "<style>table{width:100%;border-collapse:collapse}th,td{padding:2px 6px;text-align:right}"
     "th:first-child,td:first-child{text-align:left}.bar{background:#3b82f6;height:10px;display:inline-block}"
     ".muted{color:#888}.big{font-size:1.6em;font-weight:600}</style>"
 )
+
+
+class BadRequestError(ValueError):
+    """The widget's parameters or the dashboard's time range cannot be used; `problem` and `check` are shown."""
+
+    def __init__(self, problem: str, check: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.check = check
+
+
+class OutOfTimeError(TimeoutError):
+    """Too little of the invocation is left to finish reading; stop and say so rather than be killed."""
+
+
+def shown(value: Any) -> str:
+    """A value a caller sent, as JSON text, cut short: echoed in messages (escaped when rendered)."""
+    try:
+        text = json.dumps(value, default=repr, ensure_ascii=True, allow_nan=True)
+    except (TypeError, ValueError, RecursionError):
+        text = repr(type(value))
+    return text if len(text) <= ECHO_CHARS else text[: ECHO_CHARS - 1] + "…"
+
+
+RANGE_CHECK = "Pick a time range in the dashboard's time picker (or zoom) that starts before it ends."
+
+
+def instant(value: Any, what: str, now: datetime) -> datetime | None:
+    """A time of the dashboard's range (epoch milliseconds), or None when it is not given."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadRequestError(
+            f"the time range's {what} is {shown(value)}, not a time in epoch milliseconds", RANGE_CHECK
+        )
+    latest = now + FURTHEST_AHEAD
+    finite = not isinstance(value, float) or math.isfinite(value)  # math.isfinite overflows on huge ints
+    if not finite or value < 0 or value > latest.timestamp() * 1000:
+        when = shown(value)
+        if finite and 0 <= value < 253_402_300_800_000:  # a datetime can say when it is
+            when = datetime.fromtimestamp(value / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        raise BadRequestError(
+            f"the time range's {what} ({when}) is not a usable time: it must lie between 1970 and {latest:%Y-%m-%d}",
+            "Pick a time range in the dashboard's time picker (or zoom) between 1970 and a year from now.",
+        )
+    return datetime.fromtimestamp(value / 1000, UTC)
+
+
+def mapping(value: Any, what: str, check: str) -> Mapping[str, Any]:
+    """An object of the request; an absent one is empty, any other type is a bad request."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise BadRequestError(f"{what} is {shown(value)}, not an object", check)
+    return value
 
 
 @dataclass(frozen=True)
@@ -55,15 +138,19 @@ class Range:
 
 
 def time_range(context: Mapping[str, Any], zone: ZoneInfo, now: datetime) -> Range:
-    """The dashboard's (zoomed) time range; three hours up to now when the widget is called without one."""
-    selected = context.get("timeRange") or {}
-    zoom = selected.get("zoom") or {}
-    start_ms = zoom.get("start") or selected.get("start")
-    end_ms = zoom.get("end") or selected.get("end")
-    end = datetime.fromtimestamp(end_ms / 1000, UTC) if isinstance(end_ms, int | float) else now
-    start = (
-        datetime.fromtimestamp(start_ms / 1000, UTC) if isinstance(start_ms, int | float) else end - timedelta(hours=3)
-    )
+    """The dashboard's (zoomed) time range; three hours up to now when the widget is called without one.
+
+    Raises BadRequestError for a range of the wrong type, outside 1970 to a year from now, or starting after it ends."""
+    check = "Invoke the function from a CloudWatch custom widget, which sends the dashboard's time range."
+    selected = mapping(context.get("timeRange"), "widgetContext.timeRange", check)
+    zoom = mapping(selected.get("zoom"), "widgetContext.timeRange.zoom", check)
+    end = instant(zoom.get("end") if zoom.get("end") is not None else selected.get("end"), "end", now) or now
+    start = instant(zoom.get("start") if zoom.get("start") is not None else selected.get("start"), "start", now)
+    start = start or end - timedelta(hours=3)
+    if start > end:
+        raise BadRequestError(
+            f"the time range starts ({start:%Y-%m-%d %H:%M} UTC) after it ends ({end:%Y-%m-%d %H:%M} UTC)", RANGE_CHECK
+        )
     first, last = start.astimezone(zone).date(), end.astimezone(zone).date()
     truncated = (last - first).days + 1 > MAX_DAYS
     if truncated:
@@ -72,12 +159,33 @@ def time_range(context: Mapping[str, Any], zone: ZoneInfo, now: datetime) -> Ran
 
 
 class RollupReader:
-    """Reads of the rollup table, counted (the benchmark and the tests check the count)."""
+    """Reads of the rollup table, counted (the benchmark and the tests check the count).
 
-    def __init__(self, client: Any, table: str) -> None:
+    `remaining` gives the seconds left of the invocation (Lambda's context knows them): no read starts, and no
+    backoff pause begins, when fewer than RESERVE_SECONDS would be left, so a throttled or slow table ends in a
+    message instead of the function's timeout."""
+
+    def __init__(
+        self,
+        client: Any,
+        table: str,
+        *,
+        remaining: Callable[[], float] | None = None,
+        pause: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.client = client
         self.table = table
         self.items_read = 0
+        self.remaining = remaining
+        self.sleep = pause
+
+    def in_time(self, needed: float = 0.0) -> None:
+        if self.remaining is not None and self.remaining() - needed < RESERVE_SECONDS:
+            raise OutOfTimeError(f"less than {RESERVE_SECONDS:g} s of the invocation left for reads of {self.table}")
+
+    def pause(self, seconds: float) -> None:
+        self.in_time(seconds)
+        self.sleep(seconds)
 
     def query(self, pk: str, prefix: str | None = None, between: tuple[str, str] | None = None) -> list[dict[str, Any]]:
         condition = "pk = :pk"
@@ -95,6 +203,7 @@ class RollupReader:
             "ExpressionAttributeValues": values,
         }
         while True:
+            self.in_time()
             response = self.client.query(**request)
             items.extend(plain_item(item) for item in response.get("Items", []))
             if "LastEvaluatedKey" not in response:
@@ -104,14 +213,16 @@ class RollupReader:
         return items
 
     def get(self, pk: str, sk: str) -> dict[str, Any] | None:
+        self.in_time()
         item = self.client.get_item(TableName=self.table, Key={"pk": {"S": pk}, "sk": {"S": sk}}).get("Item")
         self.items_read += 1 if item else 0
         return plain_item(item) if item else None
 
     def get_many(self, wanted: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        self.in_time()
         found = {
             (item["pk"]["S"], item["sk"]["S"]): plain_item(item)
-            for item in dynamodb.batch_get(self.client, self.table, wanted)
+            for item in dynamodb.batch_get(self.client, self.table, wanted, pause=self.pause)
         }
         self.items_read += len(found)
         return found
@@ -146,6 +257,41 @@ def fmt(value: float, unit: str = "") -> str:
 def bar(value: float, largest: float) -> str:
     width = 0 if largest <= 0 else max(1, round(100 * value / largest))
     return f'<span class="bar" style="width:{width}px"></span>'
+
+
+def message(problem: str, check: str) -> str:
+    """Why a widget cannot be shown, and what to check, in the dashboard's own style."""
+    return f'{STYLE}<p>Cannot show this widget: {esc(problem)}.</p><p class="muted">{esc(check)}</p>'
+
+
+def choice(params: Mapping[str, Any], name: str, allowed: Iterable[str], default: str) -> str:
+    """A parameter that takes one of a few words; absent (or null) means the default."""
+    value = params.get(name)
+    options = list(allowed)
+    if value is None:
+        return default
+    if not isinstance(value, str) or value not in options:
+        raise BadRequestError(f"the {name} parameter is {shown(value)}", f"Set {name} to one of {', '.join(options)}.")
+    return value
+
+
+def whole_number(params: Mapping[str, Any], name: str, default: int, low: int, high: int) -> int:
+    """A count parameter: a whole number (or its digits as text), held between low and high."""
+    value = params.get(name)
+    if value is None:
+        return default
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,9}\s*", value):
+        value = int(value)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (isinstance(value, float) and not value.is_integer())  # also NaN and infinities
+    ):
+        raise BadRequestError(
+            f"the {name} parameter is {shown(value)}, not a whole number",
+            f"Set {name} to a number from {low} to {high}.",
+        )
+    return max(low, min(int(value), high))
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -280,9 +426,9 @@ USER_COLUMNS = (
 
 
 def top_users(reader: RollupReader, selected: Range, params: Mapping[str, Any], zone: ZoneInfo) -> str:
-    measure = "cost_usd" if params.get("measure") == "cost_usd" else "tokens"
-    monthly = params.get("period") == "month"
-    limit = max(1, min(int(params.get("limit", 10)), TOP_LIMIT_MAX))
+    measure = choice(params, "measure", ("tokens", "cost_usd"), "tokens")
+    monthly = choice(params, "period", ("day", "month"), "day") == "month"
+    limit = whole_number(params, "limit", 10, 1, TOP_LIMIT_MAX)
     last_day = selected.days[-1]
     period = keys.month_of(last_day) if monthly else last_day
     top = reader.get(keys.top_pk(period), keys.TOP_SK)
@@ -311,9 +457,7 @@ def top_users(reader: RollupReader, selected: Range, params: Mapping[str, Any], 
 
 
 def groups(reader: RollupReader, selected: Range, params: Mapping[str, Any], zone: ZoneInfo) -> str:
-    dimension = params.get("dimension", "team")
-    if dimension not in keys.GROUP_DIMENSIONS:
-        return f"{STYLE}<p>Unknown dimension {esc(dimension)}: use one of {', '.join(keys.GROUP_DIMENSIONS)}.</p>"
+    dimension = choice(params, "dimension", keys.GROUP_DIMENSIONS, "team")
     totals: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for day in selected.days:
         for item in reader.query(keys.group_pk(day), prefix=f"{dimension}#"):
@@ -541,23 +685,122 @@ DESCRIPTION = (
 )
 
 
-def render(event: Mapping[str, Any], reader: RollupReader, zone: ZoneInfo, now: datetime) -> str | dict[str, str]:
-    if event.get("describe"):
-        return {"markdown": DESCRIPTION}
-    context = event.get("widgetContext") or {}
-    params = context.get("params") or event
+REQUEST_CHECK = "Invoke the function from a CloudWatch custom widget, with the widget's parameters in params."
+
+
+def parse_request(event: Any) -> tuple[str, Mapping[str, Any], Mapping[str, Any]]:
+    """(widget name, its parameters, the widget context) of a request, or BadRequestError."""
+    request = mapping(event, "the request", REQUEST_CHECK)
+    context = mapping(request.get("widgetContext"), "widgetContext", REQUEST_CHECK)
+    params = mapping(context.get("params"), "widgetContext.params", REQUEST_CHECK) or request
     name = params.get("widget")
-    widget = WIDGETS.get(name) if isinstance(name, str) else None
-    if widget is None:
-        allowed = ", ".join(WIDGETS)
-        return f"<p>Unknown widget {esc(name)}: set the widget parameter to one of {esc(allowed)}.</p>"
-    return widget(reader, time_range(context, zone, now), params, zone)
+    if not isinstance(name, str) or name not in WIDGETS:
+        problem = "no widget parameter" if name is None else f"unknown widget {shown(name)}"
+        raise BadRequestError(problem, f"Set the widget parameter to one of {', '.join(WIDGETS)}.")
+    return name, params, context
+
+
+def requested_widget(event: Any) -> str | None:
+    """The widget a request names, for the log, or None when it names none."""
+    try:
+        return parse_request(event)[0]
+    except BadRequestError:
+        return None
+
+
+def explain(error: BaseException, table: str, request_id: str | None) -> tuple[str, str, str]:
+    """(log level, what is wrong, what to check) for anything that stopped a widget."""
+    in_log = "the widget function's log" + (f" (request id {request_id})" if request_id else "")
+    throttled = (
+        f"DynamoDB is throttling reads of the rollup table {table}",
+        "Refresh in a minute. If it lasts, check the rollup-read-throttles alarm and the table's metrics.",
+    )
+    if isinstance(error, BadRequestError):
+        return "WARNING", error.problem, error.check
+    if isinstance(error, ClientError):
+        code = str(error.response.get("Error", {}).get("Code", "unknown"))
+        if code == "ResourceNotFoundException":
+            return (
+                "ERROR",
+                f"the rollup table {table} does not exist",
+                "Check the function's TABLE_NAME, and that the Dashboard component is deployed in this account "
+                "and region.",
+            )
+        if code in THROTTLING_CODES:
+            return ("ERROR", *throttled)
+        if code in ACCESS_CODES:
+            return (
+                "ERROR",
+                f"the widget function may not read the rollup table {table} ({code})",
+                "Check the function's role: it needs dynamodb:Query, GetItem and BatchGetItem on the table (and its "
+                "key, if encrypted with one).",
+            )
+        return "ERROR", f"DynamoDB refused to read the rollup table {table} ({code})", f"Check {in_log}."
+    if isinstance(error, dynamodb.UnprocessedKeysError):
+        return "ERROR", throttled[0] + f" (keys still unread after {dynamodb.ATTEMPTS} attempts)", throttled[1]
+    if isinstance(error, OutOfTimeError | ReadTimeoutError | ConnectTimeoutError | EndpointConnectionError):
+        return (
+            "ERROR",
+            f"DynamoDB did not answer in time for the rollup table {table}",
+            "Refresh in a minute, or pick a shorter time range. If it lasts, check DynamoDB in this region and "
+            f"{in_log}.",
+        )
+    if isinstance(error, BotoCoreError):
+        return "ERROR", f"the widget function could not read DynamoDB ({type(error).__name__})", f"Check {in_log}."
+    return "ERROR", f"the widget failed ({type(error).__name__})", f"Check {in_log}."
+
+
+def render(
+    event: Mapping[str, Any],
+    reader: RollupReader,
+    zone: ZoneInfo,
+    now: datetime,
+    *,
+    request_id: str | None = None,
+) -> str | dict[str, str]:
+    """The widget's HTML (or the function's description). Never raises: whatever stops the widget is shown as a
+    short message saying what is wrong and what to check, and logged."""
+    try:
+        if isinstance(event, Mapping) and event.get("describe"):
+            return {"markdown": DESCRIPTION}
+        name, params, context = parse_request(event)
+        return WIDGETS[name](reader, time_range(context, zone, now), params, zone)
+    except Exception as error:  # noqa: BLE001  every failure becomes a readable widget, never a raw Lambda error
+        level, problem, check = explain(error, reader.table, request_id)
+        log(
+            level,
+            "widget not rendered",
+            widget=requested_widget(event),
+            problem=problem,
+            error=type(error).__name__,
+            detail=str(error)[:500],
+            trace=traceback.format_exc(limit=8) if level == "ERROR" else None,
+            items_read=reader.items_read,
+            request_id=request_id,
+        )
+        return message(problem, check)
+
+
+def remaining_seconds(context: Any) -> Callable[[], float] | None:
+    """Seconds left of this invocation, from Lambda's context object (None outside Lambda)."""
+    left = getattr(context, "get_remaining_time_in_millis", None)
+    return (lambda: left() / 1000) if callable(left) else None
 
 
 def handler(event: Mapping[str, Any], context: Any, now: Instant = wall_clock_now) -> str | dict[str, str]:
-    reader = RollupReader(boto3.client("dynamodb"), os.environ["TABLE_NAME"])
-    zone = ZoneInfo(os.environ.get("TIME_ZONE", "UTC"))
-    output = render(event, reader, zone, now())
-    params = (event.get("widgetContext") or {}).get("params") or {}
-    log("INFO", "rendered", widget=params.get("widget"), items_read=reader.items_read)
+    request_id = getattr(context, "aws_request_id", None)
+    request_id = request_id if isinstance(request_id, str) else None
+    try:
+        table_name = os.environ["TABLE_NAME"]
+        zone = ZoneInfo(os.environ.get("TIME_ZONE", "UTC"))
+    except (KeyError, ValueError) as error:  # ZoneInfoNotFoundError is a KeyError
+        log("ERROR", "widget not rendered", problem="environment", error=repr(error), request_id=request_id)
+        return message(
+            f"the function's environment is incomplete ({type(error).__name__}: {error})",
+            "Check the function's TABLE_NAME and TIME_ZONE (an IANA zone); the Dashboard component sets both.",
+        )
+    client = boto3.client("dynamodb", config=CLIENT_CONFIG)
+    reader = RollupReader(client, table_name, remaining=remaining_seconds(context))
+    output = render(event, reader, zone, now(), request_id=request_id)
+    log("INFO", "rendered", widget=requested_widget(event), items_read=reader.items_read, request_id=request_id)
     return output

@@ -119,9 +119,13 @@ def test_prod_has_the_operational_alarms(prod_preview: PreviewResult) -> None:
         "DeliveryErrors",
         "Errors",
         "ReadThrottleEvents",
+        "WidgetFailures",
         "WriteThrottleEvents",
     ]
     assert all(a.inputs()["alarmActions"] == [a.inputs()["okActions"][0]] for a in alarms)
+    (failures,) = dashboard(prod_preview, "aws:cloudwatch/logMetricFilter:LogMetricFilter")
+    assert failures.inputs()["pattern"] == '{ $.level = "ERROR" }'  # what the widget logs when it shows a failure
+    assert failures.inputs()["metricTransformation"]["namespace"] == "ClaudeCode/Dashboard"
 
 
 def test_the_dashboard_has_every_panel_and_references_only_what_the_stack_defines(prod_preview: PreviewResult) -> None:

@@ -6,7 +6,13 @@ import json
 from typing import Any
 
 from components.quota import QuotaArgs, policy_resource_suffix, schedule_expression
-from lambda_src.common.quota_policies import QuotaPolicy, policy_from_item
+from lambda_src.common.quota_policies import (
+    ALERTS_IN_DOUBT_METRIC,
+    MONITOR_METRICS_NAMESPACE,
+    POLICIES_SKIPPED_METRIC,
+    QuotaPolicy,
+    policy_from_item,
+)
 from lambda_src.common.rollups import USAGE_INDEX, USAGE_INDEX_KEY
 from offline.engine import Registration
 from offline.preview import PreviewResult
@@ -76,6 +82,12 @@ def test_the_monitor_may_read_the_index_and_policies_and_write_only_its_own_item
     for statement in policy["Statement"]:
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         assert all("*" not in action for action in actions) and statement["Resource"] != "*"
+    # The run's metrics are embedded metric format in its log line: no cloudwatch:PutMetricData, no QUALITY# writes.
+    actions = {
+        a for s in policy["Statement"] for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+    }
+    assert not any(action.startswith("cloudwatch:") for action in actions)
+    assert by_sid["ClaimAlerts"]["Action"] == ["dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:GetItem"]
 
 
 def test_quota_adds_the_usage_index_and_the_panel_to_the_dashboard_only_when_enabled(
@@ -109,8 +121,28 @@ def test_quota_adds_the_usage_index_and_the_panel_to_the_dashboard_only_when_ena
 
 def test_monitor_failures_and_undeliverable_alerts_page_operations(prod_preview: PreviewResult) -> None:
     alarms = {r.name: r.inputs() for r in quota(prod_preview, "aws:cloudwatch/metricAlarm:MetricAlarm")}
-    assert set(alarms) == {"ccm-prod-quota-monitor-errors", "ccm-prod-quota-alert-delivery-failures"}
+    assert set(alarms) == {
+        "ccm-prod-quota-monitor-errors",
+        "ccm-prod-quota-policy-problems",
+        "ccm-prod-quota-alerts-in-doubt",
+        "ccm-prod-quota-alert-delivery-failures",
+    }
     assert all(a["alarmActions"] == [prod_preview.run.outputs["operationsTopicArn"]] for a in alarms.values())
+
+
+def test_skipped_policies_and_alerts_in_doubt_alarm_on_the_monitors_own_metrics(prod_preview: PreviewResult) -> None:
+    """The monitor writes them as embedded metric format in its log line, under its function name."""
+    alarms = {r.name: r.inputs() for r in quota(prod_preview, "aws:cloudwatch/metricAlarm:MetricAlarm")}
+    function = one(prod_preview, "aws:lambda/function:Function")
+    for name, metric in (
+        ("ccm-prod-quota-policy-problems", POLICIES_SKIPPED_METRIC),
+        ("ccm-prod-quota-alerts-in-doubt", ALERTS_IN_DOUBT_METRIC),
+    ):
+        alarm = alarms[name]
+        assert (alarm["namespace"], alarm["metricName"]) == (MONITOR_METRICS_NAMESPACE, metric)
+        assert alarm["dimensions"] == {"FunctionName": function["name"]}
+        assert alarm["threshold"] == 0 and alarm["comparisonOperator"] == "GreaterThanThreshold"
+        assert alarm["treatMissingData"] == "notBreaching"
 
 
 def test_arguments_that_cannot_work_are_named() -> None:
@@ -125,8 +157,9 @@ def test_arguments_that_cannot_work_are_named() -> None:
         alert_https_endpoints=["http://hooks.example.com"],
     )
     assert args.problems() == [
-        "policies: the default policy: daily_usd must be 0 (off) or more, got -1",
-        "policies: the team policy for a: thresholds must be ascending percentages from 1 to 100, got [90, 80]",
+        "policies: the default policy: daily_usd must be a number of at least 0, got -1",
+        "policies: the team policy for a: thresholds must be strictly ascending percentages from 1 to 100, such as "
+        "[80, 90, 100], got [90, 80]",
         "time_zone must be an IANA time zone such as UTC or Europe/Berlin, got 'Mars/Olympus'",
         "schedule_minutes must be from 1 to 1440, got 0",
         "alert_emails: 'finops.example.com' is not an email address",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import datetime
+import json
 from pathlib import Path
 from typing import Any
 
@@ -289,6 +291,98 @@ BAD_VALUES = [
         f"{PROJECT}:colector is not a setting of this project; the project's keys are namePrefix, alarmEmails, "
         "collector, dashboard, analytics, quota, bearerTokenIngest, pricing (Pulumi.prod.yaml)",
     ),
+    # Hostile and broken input (issue #19): one line per problem, readable paths, input echoed safely.
+    (
+        "text for a number that may be fractional (one line, no type tags)",
+        [f"{PROJECT}:quota", "default", "monthlyUsd"],
+        "abc",
+        'quota.default.monthlyUsd must be a number of at least 0 (Pulumi.prod.yaml), got "abc"',
+    ),
+    (
+        "infinite USD limit",
+        [f"{PROJECT}:quota", "default", "monthlyUsd"],
+        float("inf"),
+        "quota.default.monthlyUsd must be a number of at least 0 (Pulumi.prod.yaml), got .inf: not a finite number",
+    ),
+    (
+        "infinite group USD limit",
+        [f"{PROJECT}:quota", "groups", 0, "dailyUsd"],
+        float("-inf"),
+        "quota.groups[0].dailyUsd must be a number of at least 0 (Pulumi.prod.yaml), got -.inf: not a finite number",
+    ),
+    (
+        "price that is not a number",
+        [f"{PROJECT}:pricing"],
+        [{"model": "claude-x", "input": float("nan"), "output": 2, "cacheRead": 0.1, "cacheCreation": 1.25}],
+        "pricing[0].input must be USD per million tokens, 0 to 10000 (Pulumi.prod.yaml), got .nan: not a finite number",
+    ),
+    (
+        "infinite whole number",
+        [f"{PROJECT}:dashboard", "rollupTtlDays"],
+        float("inf"),
+        "dashboard.rollupTtlDays must be an integer from 1 to 3650 (Pulumi.prod.yaml), got .inf: not a finite number",
+    ),
+    (
+        "map key that is not an attribute name",
+        [f"{PROJECT}:collector", "resourceAttributes"],
+        {"team id": "platform"},
+        "collector.resourceAttributes has a key that is not allowed: keys must be attribute names of 1-128 "
+        'letters, digits or !#$%&\'*+.^_`|~- (such as team.id) (Pulumi.prod.yaml), got "team id"',
+    ),
+    (
+        "map value with a space",
+        [f"{PROJECT}:collector", "resourceAttributes"],
+        {"team.id": "platform team"},
+        'collector.resourceAttributes["team.id"] must be 1-256 printable ASCII characters without spaces, commas, '
+        'semicolons, quotes or backslashes (Pulumi.prod.yaml), got "platform team"',
+    ),
+    (
+        "map value of the wrong type",
+        ["aws:defaultTags", "tags", "owner"],
+        ["platform"],
+        'aws:defaultTags["owner"] must be a string (Pulumi.prod.yaml), got ["platform"]',
+    ),
+    (
+        "YAML date",
+        [f"{PROJECT}:quota", "timeZone"],
+        datetime.date(2026, 1, 1),
+        'quota.timeZone must be an IANA time zone such as UTC or Europe/Berlin (Pulumi.prod.yaml), got "2026-01-01"',
+    ),
+    (
+        "YAML timestamp",
+        [f"{PROJECT}:dashboard", "rollupTtlDays"],
+        datetime.datetime(2026, 1, 1, 12, 30),
+        'dashboard.rollupTtlDays must be an integer from 1 to 3650 (Pulumi.prod.yaml), got "2026-01-01 12:30:00"',
+    ),
+    (
+        "unknown key holding a newline",
+        [f"{PROJECT}:dashboard", "rollupTtlDays\nenabled"],
+        30,
+        'dashboard["rollupTtlDays\\nenabled"] is not a known setting; allowed keys here: enabled, rollupTtlDays, '
+        "pointInTimeRecovery, logRetentionDays (Pulumi.prod.yaml)",
+    ),
+    (
+        "unknown project key holding a newline",
+        [f"{PROJECT}:colector\nX"],
+        {"enabled": True},
+        f'"{PROJECT}:colector\\nX" is not a setting of this project; the project\'s keys are namePrefix, '
+        "alarmEmails, collector, dashboard, analytics, quota, bearerTokenIngest, pricing (Pulumi.prod.yaml)",
+    ),
+    (
+        "value holding terminal escapes and a right-to-left override",
+        [f"{PROJECT}:collector", "metricsNamespace"],
+        "ClaudeCode\n\x1b[2J\u202eevil",
+        "collector.metricsNamespace must be a CloudWatch namespace (letters, digits, . _ # : / -), not starting "
+        'with AWS/ (Pulumi.prod.yaml), got "ClaudeCode\\n\\u001b[2J\\u202eevil"',
+    ),
+    (
+        "identity none open to the whole internet",
+        [f"{PROJECT}:collector", "identity"],
+        {"mode": "none"},
+        "collector.allowedCidrs must be narrower than the whole internet when identity.mode is none, because anyone "
+        "who reaches the endpoint could send telemetry in any user's name: list your corporate egress ranges (such "
+        'as 203.0.113.0/24), or validate tokens with identity.mode jwt (Pulumi.prod.yaml), got ["0.0.0.0/0"]',
+    ),
 ]
 
 
@@ -357,7 +451,11 @@ def test_quota_needs_the_dashboard() -> None:
 
 def test_quotas_by_email_need_a_verified_token() -> None:
     raw = flat(stack_document("prod"))
-    raw[f"{PROJECT}:collector"] = {**raw[f"{PROJECT}:collector"], "identity": {"mode": "none"}}
+    raw[f"{PROJECT}:collector"] = {
+        **raw[f"{PROJECT}:collector"],
+        "identity": {"mode": "none"},
+        "allowedCidrs": ["203.0.113.0/24"],  # no identity needs a narrower range than the whole internet
+    }
     raw[f"{PROJECT}:collector"].pop("otelHeadersHelper", None)
     with pytest.raises(ConfigError, match=r"quota.users keys users by email, which only a verified token supplies"):
         parse_stack_config(raw, "Pulumi.prod.yaml")
@@ -401,3 +499,70 @@ def test_bad_prices_are_refused_with_the_key(entries: list[dict[str, Any]], mess
     with pytest.raises(ConfigError) as error:
         parse_stack_config(raw, "Pulumi.prod.yaml")
     assert message in str(error.value) and "(Pulumi.prod.yaml)" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("cidrs", "refused"),
+    [
+        (["0.0.0.0/0"], True),
+        (["203.0.113.0/24", "0.0.0.0/0"], True),
+        (["0.0.0.0/1", "128.0.0.0/1"], True),  # two halves are the whole internet
+        (["0.0.0.1/0"], True),  # host bits set: still the whole internet
+        (["0.0.0.0/1"], False),
+        (["10.0.0.0/8", "198.51.100.0/24"], False),
+    ],
+)
+def test_a_collector_without_identity_is_not_open_to_the_whole_internet(cidrs: list[str], refused: bool) -> None:
+    raw = flat(stack_document("dev"))
+    raw[f"{PROJECT}:collector"] = {**raw[f"{PROJECT}:collector"], "allowedCidrs": cidrs}
+    if not refused:
+        assert parse_stack_config(raw, "Pulumi.dev.yaml").collector.allowed_cidrs == cidrs
+        return
+    with pytest.raises(ConfigError) as failure:
+        parse_stack_config(raw, "Pulumi.dev.yaml")
+    (problem,) = failure.value.problems
+    assert problem.startswith("collector.allowedCidrs must be narrower than the whole internet when identity.mode")
+    assert problem.endswith(f"(Pulumi.dev.yaml), got {json.dumps(cidrs)}")
+
+
+def test_the_dev_stack_admits_only_its_listed_ranges() -> None:
+    dev = parse_stack_config(flat(stack_document("dev")), "Pulumi.dev.yaml")
+    assert dev.collector.identity is not None and dev.collector.identity.mode == "none"
+    assert "0.0.0.0/0" not in dev.collector.allowed_cidrs
+
+
+def test_yaml_dates_and_timestamps_given_to_the_parser_are_named_with_their_key() -> None:
+    """What yaml.safe_load makes of unquoted dates, handed straight to the parser (the preview and the CLI pass
+    them as their text): each reported with its key and what the key takes, never a TypeError."""
+    raw = flat(stack_document("prod"))
+    raw[f"{PROJECT}:quota"] = {**raw[f"{PROJECT}:quota"], "timeZone": datetime.date(2026, 1, 1)}
+    raw[f"{PROJECT}:dashboard"] = {
+        **raw[f"{PROJECT}:dashboard"],
+        "rollupTtlDays": datetime.datetime(2026, 1, 1, 12, 30, tzinfo=datetime.UTC),
+    }
+    with pytest.raises(ConfigError) as failure:
+        parse_stack_config(raw, "Pulumi.prod.yaml")
+    assert failure.value.problems == [
+        "dashboard.rollupTtlDays must be an integer from 1 to 3650 (Pulumi.prod.yaml), got "
+        "2026-01-01T12:30:00+00:00 (a YAML timestamp): quote it if you mean the text",
+        "quota.timeZone must be an IANA time zone such as UTC or Europe/Berlin (Pulumi.prod.yaml), got 2026-01-01 "
+        "(a YAML date): quote it if you mean the text",
+    ]
+
+
+def test_each_problem_is_one_line_whatever_the_input() -> None:
+    raw = flat(stack_document("prod"))
+    raw[f"{PROJECT}:collector"] = {
+        **raw[f"{PROJECT}:collector"],
+        "domainName": "otel.example.com\r\nX-Injected: 1",
+        "image\u2028": "x",
+        "resourceAttributes": {"team\n": "a\x85b"},
+    }
+    raw[f"{PROJECT}:quota"] = {**raw[f"{PROJECT}:quota"], "default": {"dailyUsd": "1\n2", "monthlyUsd": float("nan")}}
+    with pytest.raises(ConfigError) as failure:
+        parse_stack_config(raw, "Pulumi.prod.yaml")
+    problems = failure.value.problems
+    assert len(problems) == 6 and str(failure.value).count("\n") == 5
+    assert all(line.isprintable() for line in problems), problems
+    assert 'collector.domainName must be a lower-case DNS name such as otel.example.com (Pulumi.prod.yaml), got ' \
+        '"otel.example.com\\r\\nX-Injected: 1"' in problems  # fmt: skip

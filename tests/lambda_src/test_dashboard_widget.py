@@ -1,15 +1,26 @@
 """The widget function on rollups the aggregator wrote in moto: every widget with data and without, the dashboard's
-time range, and reads that do not grow with the number of users."""
+time range, reads that do not grow with the number of users, and hostile or broken input (wrong types, impossible
+ranges, a missing or throttled table, reads that never finish), each shown as a short escaped message."""
 
 from __future__ import annotations
 
+import html
+import json
+import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
+from botocore.stub import Stubber
 
-from lambda_src.dashboard_widget.handler import MAX_DAYS, WIDGETS, RollupReader, render, time_range
+from lambda_src.common import rollups as keys
+from lambda_src.common.dynamodb import ATTEMPTS
+from lambda_src.dashboard_widget import handler as widget_handler
+from lambda_src.dashboard_widget.handler import MAX_DAYS, STYLE, WIDGETS, RollupReader, render, time_range
 from tests.clock import Clock
 from tests.lambda_src.rollup_table import SONNET, SONNET_VERSION, Deployed, usage
 from tests.telemetry import (
@@ -190,3 +201,318 @@ def test_items_read_per_render_do_not_grow_with_users(aws_client: Any, clock: Cl
         _, read_few = show(few, widget, **params)
         _, read_many = show(many, widget, **params)
         assert read_few == read_many, widget
+
+
+# Hostile and broken input: every failure is a short escaped message, logged ------------------------------------
+
+MARK = "<b>x</b>"  # hostile markup: must never come back as markup
+
+
+class FakeContext:
+    """Lambda's context object: a request id and the time left, which runs down with the test's clock."""
+
+    def __init__(self, clock: Clock, seconds: float = 30.0) -> None:
+        self.aws_request_id = "req-1234"
+        self.clock = clock
+        self.deadline = clock.now() + timedelta(seconds=seconds)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self.deadline - self.clock.now()).total_seconds() * 1000)
+
+
+def logged(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+
+
+def failed(output: str | dict[str, str]) -> str:
+    """The output of a widget that could not be shown: one short message, every value escaped."""
+    assert isinstance(output, str)
+    assert output.startswith(STYLE) and "Cannot show this widget: " in output
+    assert MARK not in output and "<script" not in output
+    body = output.removeprefix(STYLE)
+    assert set(re.findall(r"</?([a-z]+)", body)) <= {"p"}, body
+    assert len(body) < 600
+    return html.unescape(body)
+
+
+def send(deployed: Deployed, event: Any, reader: RollupReader | None = None) -> str:
+    return failed(render(event, reader or RollupReader(deployed.dynamodb, deployed.table), UTC_ZONE, NOON))
+
+
+def with_context(**changes: Any) -> dict[str, Any]:
+    event = widget_event("top_users", NOON - timedelta(hours=3), NOON)
+    event["widgetContext"].update(changes)
+    return event
+
+
+def with_range(start: Any, end: Any, zoom: dict[str, Any] | None = None) -> dict[str, Any]:
+    return with_context(timeRange={"start": start, "end": end, **({"zoom": zoom} if zoom else {})})
+
+
+MS = int(NOON.timestamp() * 1000)
+
+
+@pytest.mark.parametrize(
+    ("event", "says"),
+    [
+        ("cost", 'the request is "cost", not an object'),
+        (["cost"], 'the request is ["cost"], not an object'),
+        ({"widgetContext": "cost"}, 'widgetContext is "cost", not an object'),
+        ({"widgetContext": {"params": ["cost"]}}, 'widgetContext.params is ["cost"], not an object'),
+        ({"widgetContext": {"params": {"widget": MARK}}}, 'unknown widget "<b>x</b>"'),
+        ({"widgetContext": {"params": {"widget": ["cost"]}}}, 'unknown widget ["cost"]'),
+        ({"widgetContext": {"params": {"limit": 3}}}, "no widget parameter"),
+        (with_context(timeRange="last 3 hours"), 'widgetContext.timeRange is "last 3 hours", not an object'),
+        (with_range(MS - 1, MS, {"start": MS, "end": [MS]}), "the time range's end is [" + str(MS)),
+        (with_range("yesterday", MS), 'the time range\'s start is "yesterday", not a time in epoch milliseconds'),
+        (with_range(True, MS), "the time range's start is true, not a time in epoch milliseconds"),
+    ],
+    ids=[
+        "text",
+        "list",
+        "context-text",
+        "params-list",
+        "markup",
+        "widget-list",
+        "no-widget",
+        "range-text",
+        "zoom-end-list",
+        "start-text",
+        "start-bool",
+    ],
+)
+def test_parameters_of_the_wrong_type_say_what_is_wrong(deployed: Deployed, event: Any, says: str) -> None:
+    text = send(deployed, event)
+    assert says in text, text
+
+
+@pytest.mark.parametrize(
+    ("params", "says", "check"),
+    [
+        ({"limit": "ten"}, 'the limit parameter is "ten", not a whole number', "Set limit to a number from 1 to 25."),
+        ({"limit": ""}, 'the limit parameter is "", not a whole number', "from 1 to 25"),
+        ({"limit": [5]}, "the limit parameter is [5], not a whole number", "from 1 to 25"),
+        ({"limit": True}, "the limit parameter is true, not a whole number", "from 1 to 25"),
+        ({"limit": 2.5}, "the limit parameter is 2.5, not a whole number", "from 1 to 25"),
+        ({"limit": float("nan")}, "the limit parameter is NaN, not a whole number", "from 1 to 25"),
+        ({"limit": MARK}, 'the limit parameter is "<b>x</b>", not a whole number', "from 1 to 25"),
+        ({"measure": ["cost_usd"]}, 'the measure parameter is ["cost_usd"]', "one of tokens, cost_usd"),
+        ({"period": "week"}, 'the period parameter is "week"', "Set period to one of day, month."),
+    ],
+    ids=["word", "empty", "list", "bool", "fraction", "nan", "markup", "measure-list", "period-unknown"],
+)
+def test_bad_top_users_parameters_say_what_is_allowed(
+    deployed: Deployed, params: dict[str, Any], says: str, check: str
+) -> None:
+    text = send(deployed, widget_event("top_users", NOON - timedelta(hours=3), NOON, **params))
+    assert says in text and check in text, text
+
+
+def test_a_dimension_of_the_wrong_type_says_what_is_allowed(deployed: Deployed) -> None:
+    text = send(deployed, widget_event("groups", NOON - timedelta(hours=3), NOON, dimension=["team"]))
+    assert 'the dimension parameter is ["team"]' in text and "one of department, team, cost_center" in text
+
+
+def test_a_limit_given_as_digits_or_out_of_range_still_renders(deployed: Deployed) -> None:
+    fill(deployed, fleet(3))
+    assert "Top 2 by tokens" in show(deployed, "top_users", limit="2")[0]
+    assert "Top 3 by tokens" in show(deployed, "top_users", limit=100)[0]  # held to the 25 kept, 3 users here
+    assert "Top 1 by tokens" in show(deployed, "top_users", limit=-4)[0]
+
+
+@pytest.mark.parametrize(
+    ("event", "says"),
+    [
+        (
+            widget_event("cost", NOON, NOON - timedelta(days=1)),
+            "the time range starts (2026-11-23 12:01 UTC) after it ends (2026-11-22 12:01 UTC)",
+        ),
+        (
+            with_range(MS - 3_600_000, MS, {"start": MS, "end": MS - 1}),
+            "the time range starts (2026-11-23 12:01 UTC) after",
+        ),
+        (
+            with_range(MS, int(datetime(9999, 12, 31, tzinfo=UTC).timestamp() * 1000)),
+            "the time range's end (9999-12-31 00:00 UTC) is not a usable time: it must lie between 1970 and 2027-11-24",
+        ),
+        (with_range(MS, 10**30), "the time range's end (1000000000000000000000000000000) is not a usable time"),
+        (with_range(-86_400_000, MS), "the time range's start (-86400000) is not a usable time"),
+        (with_range(-(10**30), -1), "the time range's end (-1) is not a usable time"),
+        (with_range(float("-inf"), MS), "the time range's start (-Infinity) is not a usable time"),
+        (with_range(MS, float("nan")), "the time range's end (NaN) is not a usable time"),
+    ],
+    ids=[
+        "start-after-end",
+        "zoom-start-after-end",
+        "year-9999",
+        "beyond-any-date",
+        "negative",
+        "both-negative",
+        "minus-infinity",
+        "nan",
+    ],
+)
+def test_ranges_that_cannot_be_shown_say_so(deployed: Deployed, event: dict[str, Any], says: str) -> None:
+    text = send(deployed, event)
+    assert says in text and "Pick a time range in the dashboard's time picker" in text, text
+
+
+def test_a_range_ending_within_a_year_from_now_is_shown(deployed: Deployed) -> None:
+    reader = RollupReader(deployed.dynamodb, deployed.table)
+    output = render(widget_event("cost", NOON, NOON + timedelta(days=300)), reader, UTC_ZONE, NOON)
+    assert isinstance(output, str) and "No data yet" in output
+
+
+def test_a_missing_table_says_which_and_what_to_check(deployed: Deployed, capsys: pytest.CaptureFixture[str]) -> None:
+    reader = RollupReader(deployed.dynamodb, "rollups-gone")
+    for widget in sorted(WIDGETS):
+        text = send(deployed, widget_event(widget, NOON - timedelta(hours=3), NOON, **PARAMS[widget]), reader)
+        assert "the rollup table rollups-gone does not exist" in text
+        assert "Check the function's TABLE_NAME" in text
+    records = logged(capsys)
+    assert len(records) == len(WIDGETS)
+    assert all(r["level"] == "ERROR" and r["error"] == "ResourceNotFoundException" for r in records)
+    assert {r["widget"] for r in records} == set(WIDGETS)
+
+
+@pytest.mark.parametrize("code", ["ProvisionedThroughputExceededException", "ThrottlingException"])
+def test_throttling_says_to_refresh_and_where_to_look(deployed: Deployed, code: str) -> None:
+    client = deployed.dynamodb
+    with Stubber(client) as stubber:
+        stubber.add_client_error(
+            "get_item", service_error_code=code, service_message="Rate exceeded", http_status_code=400
+        )
+        text = send(
+            deployed, widget_event("quota", NOON - timedelta(hours=3), NOON), RollupReader(client, deployed.table)
+        )
+    assert f"DynamoDB is throttling reads of the rollup table {deployed.table}" in text
+    assert "Refresh in a minute. If it lasts, check the rollup-read-throttles alarm" in text
+
+
+class NeverProcessed:
+    """The rollup table in moto, except that every batch read comes back with all its keys unprocessed."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.batches = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:  # noqa: N803  boto3's name
+        self.batches += 1
+        return {"Responses": {}, "UnprocessedKeys": RequestItems}
+
+
+def test_a_batch_read_that_never_completes_says_the_table_is_throttled(deployed: Deployed) -> None:
+    fill(deployed, fleet(3))
+    client, pauses = NeverProcessed(deployed.dynamodb), []
+    reader = RollupReader(client, deployed.table, pause=pauses.append)
+    text = send(deployed, widget_event("top_users", NOON - timedelta(hours=3), NOON, limit=3), reader)
+    assert (
+        f"DynamoDB is throttling reads of the rollup table {deployed.table} (keys still unread after 8 attempts)"
+        in text
+    )
+    assert client.batches == ATTEMPTS and len(pauses) == ATTEMPTS
+
+
+def test_reads_stop_before_the_invocation_runs_out(deployed: Deployed, clock: Clock) -> None:
+    """A read that keeps backing off ends in a message while the function still has time to send it."""
+    fill(deployed, fleet(3))
+    context = FakeContext(clock, seconds=2.5)
+    client = NeverProcessed(deployed.dynamodb)
+    reader = RollupReader(
+        client,
+        deployed.table,
+        remaining=lambda: context.get_remaining_time_in_millis() / 1000,
+        pause=lambda seconds: clock.advance(timedelta(seconds=seconds)),
+    )
+    text = send(deployed, widget_event("top_users", NOON - timedelta(hours=3), NOON), reader)
+    assert f"DynamoDB did not answer in time for the rollup table {deployed.table}" in text
+    assert 0 < client.batches < ATTEMPTS and context.get_remaining_time_in_millis() >= 2000
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ReadTimeoutError(endpoint_url="https://dynamodb.eu-west-1.amazonaws.com/"),
+        ConnectTimeoutError(endpoint_url="https://dynamodb.eu-west-1.amazonaws.com/"),
+        EndpointConnectionError(endpoint_url="https://dynamodb.eu-west-1.amazonaws.com/"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_a_dynamodb_that_does_not_answer_says_so(deployed: Deployed, error: Exception) -> None:
+    class Silent:
+        def get_item(self, **_: Any) -> dict[str, Any]:
+            raise error
+
+    text = send(deployed, widget_event("quota", NOON - timedelta(hours=3), NOON), RollupReader(Silent(), "rollups"))
+    assert "DynamoDB did not answer in time for the rollup table rollups" in text
+
+
+def test_an_unexpected_failure_names_the_request_to_look_up(
+    deployed: Deployed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deployed.dynamodb.put_item(
+        TableName=deployed.table,
+        Item={"pk": {"S": keys.top_pk("2026-11-23")}, "sk": {"S": keys.TOP_SK}, "entries": {"S": MARK}},
+    )
+    reader = RollupReader(deployed.dynamodb, deployed.table)
+    output = render(
+        widget_event("top_users", NOON - timedelta(hours=3), NOON), reader, UTC_ZONE, NOON, request_id="r-9"
+    )
+    text = failed(output)
+    assert "the widget failed (JSONDecodeError)" in text
+    assert "Check the widget function's log (request id r-9)." in text
+    (record,) = logged(capsys)
+    assert record["request_id"] == "r-9" and record["widget"] == "top_users" and "Traceback" in record["trace"]
+
+
+def test_the_handler_renders_and_logs_failures_with_the_request_id(
+    deployed: Deployed,
+    aws_client: Callable[[str], Any],
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(widget_handler, "boto3", SimpleNamespace(client=lambda service, **_: aws_client(service)))
+    monkeypatch.setenv("TIME_ZONE", "UTC")
+    event = widget_event("cost", clock.now() - timedelta(hours=3), clock.now())
+
+    monkeypatch.setenv("TABLE_NAME", deployed.table)
+    output = widget_handler.handler(event, FakeContext(clock), now=clock.now)
+    assert isinstance(output, str) and "No data yet" in output
+    assert logged(capsys) == [
+        {"level": "INFO", "message": "rendered", "widget": "cost", "items_read": 0, "request_id": "req-1234"}
+    ]
+
+    monkeypatch.setenv("TABLE_NAME", "rollups-never-deployed")
+    text = failed(widget_handler.handler(event, FakeContext(clock), now=clock.now))
+    assert "the rollup table rollups-never-deployed does not exist" in text
+    failure, rendered = logged(capsys)
+    assert failure["level"] == "ERROR" and failure["request_id"] == "req-1234" and failure["widget"] == "cost"
+    assert "does not exist" in failure["problem"] and rendered["message"] == "rendered"
+
+    bad_event = widget_event("top_users", clock.now(), clock.now() - timedelta(hours=1), limit=MARK)
+    failed(widget_handler.handler(bad_event, FakeContext(clock), now=clock.now))
+    warning, _ = logged(capsys)
+    assert warning["level"] == "WARNING" and warning["request_id"] == "req-1234" and warning["trace"] is None
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [("TABLE_NAME", None, "KeyError"), ("TIME_ZONE", "Mars/Olympus", "ZoneInfoNotFoundError")],
+)
+def test_an_incomplete_environment_says_what_to_check(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], variable: str, value: str | None, says: str
+) -> None:
+    monkeypatch.setenv("TABLE_NAME", "rollups")
+    monkeypatch.setenv("TIME_ZONE", "UTC")
+    if value is None:
+        monkeypatch.delenv(variable)
+    else:
+        monkeypatch.setenv(variable, value)
+    text = failed(widget_handler.handler({"widgetContext": {"params": {"widget": "cost"}}}, None, now=lambda: NOON))
+    assert f"the function's environment is incomplete ({says}" in text and "TABLE_NAME and TIME_ZONE" in text
+    (record,) = logged(capsys)
+    assert record["level"] == "ERROR" and record["problem"] == "environment"

@@ -5,17 +5,38 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import boto3
 import pytest
-from botocore.exceptions import ClientError
+import urllib3
+from botocore.config import Config
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lambda_src.common import rollups as keys
-from lambda_src.common.quota_policies import QuotaPolicy
+from lambda_src.common.dynamodb import plain_item
+from lambda_src.common.quota_policies import (
+    ALERTS_IN_DOUBT_METRIC,
+    MONITOR_METRICS_NAMESPACE,
+    POLICIES_SKIPPED_METRIC,
+    QUOTA_QUALITY_SK,
+    QuotaPolicy,
+    policy_item,
+)
 from lambda_src.quota_monitor import handler as monitor
 from lambda_src.quota_monitor.handler import AlertLedger, Report, Settings, UsageReader, run
 from tests.clock import Clock
@@ -26,6 +47,13 @@ NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 MINUTE_USD = 0.0105  # one `usage` minute at scale 1: input, output, cache read and cache write of Sonnet 4.5
 MINUTE_TOKENS = 11_600
 ADA = Developer()
+
+
+def refused(code: str, operation: str = "Publish", status: int = 400) -> ClientError:
+    """An error answer as botocore makes it from an HTTP response."""
+    return ClientError(
+        {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, operation
+    )
 
 
 class QuotaHarness:
@@ -50,10 +78,34 @@ class QuotaHarness:
         self.sent.append((subject, body))
         return f"message-{len(self.sent)}"
 
-    def run(self, now: datetime = NOW, publish: Callable[[str, str], str] | None = None) -> Report:
+    def run(
+        self,
+        now: datetime = NOW,
+        publish: Callable[[str, str], str] | None = None,
+        seconds_left: Callable[[], float] = monitor.no_deadline,
+    ) -> Report:
         self.reader = UsageReader(self.client, self.deployed.table)
         ledger = AlertLedger(self.client, self.table, uuid.uuid4().hex)
-        return run(now, self.settings, self.reader, ledger, publish or self.record)
+        return run(now, self.settings, self.reader, ledger, publish or self.record, seconds_left)
+
+    def put(self, *items: dict[str, Any]) -> None:
+        """Policy items as they are, however broken (DynamoDB stores anything with a key)."""
+        for item in items:
+            self.client.put_item(TableName=self.table, Item=item)
+
+    def alert_items(self) -> list[dict[str, Any]]:
+        items = self.client.scan(TableName=self.table)["Items"]
+        return [plain_item(item) for item in items if item["pk"]["S"].startswith("ALERT#")]
+
+    def alert_states(self) -> dict[str, str]:
+        return {f"{item['pk']} {item['sk']}": item["state"] for item in self.alert_items()}
+
+    def due(self, now: datetime) -> monitor.Standing:
+        (standing,) = [s for s in self.standings(now) if s.level is not None]
+        return standing
+
+    def quality(self, day: str = "2026-11-23") -> dict[str, Any]:
+        return self.deployed.item(keys.quota_pk(day), QUOTA_QUALITY_SK)
 
     def work(self, at: datetime, developer: Developer = ADA, scale: int = 1) -> None:
         self.deployed.deliver(logs_batch(METRICS_LOG_GROUP, usage(at, developer, scale)))
@@ -128,26 +180,107 @@ def test_a_retried_or_overlapping_run_sends_nothing_twice(deployed: Deployed) ->
     assert (first.alerts_sent, retried.alerts_sent, retried.already_sent) == (1, 0, 1)
 
 
-def test_an_alert_that_could_not_be_published_is_sent_by_the_next_run(deployed: Deployed) -> None:
+def test_an_alert_sns_refused_is_sent_by_the_next_run(deployed: Deployed) -> None:
     quota = QuotaHarness(deployed, [QuotaPolicy("default", daily_usd=10 * MINUTE_USD)])
     quota.work(NOW - timedelta(hours=1), scale=9)
 
     def unavailable(subject: str, body: str) -> str:
-        raise ClientError({"Error": {"Code": "KMSDisabled", "Message": "key disabled"}}, "Publish")
+        raise refused("KMSDisabled")
 
     failed = quota.run(publish=unavailable)
     assert failed.alerts_sent == 0 and len(failed.failed) == 1 and "KMSDisabled" in failed.failed[0]
+    assert failed.in_doubt == [] and quota.alert_states() == {}  # the claim is released
     assert quota.run(NOW + timedelta(minutes=15)).alerts_sent == 1
+    assert list(quota.alert_states().values()) == ["sent"]
 
 
-def test_a_claim_left_by_a_run_that_died_is_taken_over_after_the_lease(deployed: Deployed) -> None:
+def test_a_run_that_died_between_claim_and_publish_is_taken_over_after_the_lease(deployed: Deployed) -> None:
     quota = QuotaHarness(deployed, [QuotaPolicy("default", daily_usd=10 * MINUTE_USD)])
     quota.work(NOW - timedelta(hours=1), scale=9)
-    standing = next(s for s in quota.standings(NOW) if s.level is not None)
+    standing = quota.due(NOW)
     assert AlertLedger(quota.client, quota.table, "dead-run").claim(standing, NOW)  # it dies before publishing
 
     assert quota.run(NOW + timedelta(minutes=5)).alerts_sent == 0  # the claim is still fresh
-    assert quota.run(NOW + timedelta(seconds=monitor.LEASE_SECONDS + 60)).alerts_sent == 1
+    later = quota.run(NOW + timedelta(seconds=monitor.LEASE_SECONDS + 60))
+    assert (later.alerts_sent, later.in_doubt) == (1, [])  # nothing was sent: no loss, no duplicate
+    (item,) = quota.alert_items()
+    assert (item["state"], item["attempts"]) == ("sent", 2) and item["alert_id"] == monitor.alert_id(standing)
+    assert len(quota.sent) == 1 and f"Alert id:   {monitor.alert_id(standing)}" in quota.sent[0][1]
+
+
+def test_a_run_slower_than_the_lease_does_not_publish_what_another_run_took_over(deployed: Deployed) -> None:
+    quota = QuotaHarness(deployed, [QuotaPolicy("default", daily_usd=10 * MINUTE_USD)])
+    quota.work(NOW - timedelta(hours=1), scale=9)
+    standing = quota.due(NOW)
+    slow = AlertLedger(quota.client, quota.table, "slow-run")
+    assert slow.claim(standing, NOW)
+    assert quota.run(NOW + timedelta(seconds=monitor.LEASE_SECONDS + 60)).alerts_sent == 1  # taken over
+    assert not slow.start(standing, NOW + timedelta(seconds=monitor.LEASE_SECONDS + 61))  # so it does not publish
+
+
+def test_a_run_that_died_while_publishing_is_reported_in_doubt_and_not_sent_again(deployed: Deployed) -> None:
+    quota = QuotaHarness(deployed, [QuotaPolicy("default", daily_usd=10 * MINUTE_USD)])
+    quota.work(NOW - timedelta(hours=1), scale=9)
+    standing = quota.due(NOW)
+    dead = AlertLedger(quota.client, quota.table, "dead-run")
+    assert dead.claim(standing, NOW) and dead.start(standing, NOW)  # and then it dies inside SNS Publish
+
+    fresh = quota.run(NOW + timedelta(minutes=5))
+    assert (fresh.alerts_sent, fresh.already_sent, fresh.in_doubt) == (0, 1, [])  # it may still be publishing
+    later = quota.run(NOW + timedelta(seconds=monitor.LEASE_SECONDS + 60))
+    assert later.alerts_sent == 0 and len(later.in_doubt) == 1 and "ada@example.com daily_usd 90%" in later.in_doubt[0]
+    assert list(quota.alert_states().values()) == ["unknown"]
+    assert quota.quality()["alerts_in_doubt"] == 1
+    again = quota.run(NOW + timedelta(hours=1))
+    assert (again.alerts_sent, again.in_doubt) == (0, [])  # reported once, never sent
+    assert quota.sent == []
+
+
+def test_a_claim_of_the_previous_monitor_version_left_sending_is_in_doubt_not_resent(deployed: Deployed) -> None:
+    quota = QuotaHarness(deployed, [QuotaPolicy("default", daily_usd=10 * MINUTE_USD)])
+    quota.work(NOW - timedelta(hours=1), scale=9)
+    key = monitor.alert_key(quota.due(NOW))
+    old = {"state": {"S": "sending"}, "run_id": {"S": "old"}, "claimed_at": {"N": str(int(NOW.timestamp()) - 3600)}}
+    quota.client.put_item(TableName=quota.table, Item={**key, **old})
+    report = quota.run()
+    assert (report.alerts_sent, len(report.in_doubt)) == (0, 1)
+
+
+def test_a_failed_mark_after_a_successful_publish_never_sends_the_alert_again(deployed: Deployed) -> None:
+    quota = QuotaHarness(deployed, [QuotaPolicy("default", daily_usd=10 * MINUTE_USD)])
+    quota.work(NOW - timedelta(hours=1), scale=9)
+
+    def refuse_the_mark(params: dict[str, Any], **_: Any) -> None:
+        if {"S": "sent"} in params.get("ExpressionAttributeValues", {}).values():
+            raise refused("ProvisionedThroughputExceededException", "UpdateItem")
+
+    quota.client.meta.events.register("before-parameter-build.dynamodb.UpdateItem", refuse_the_mark)
+    first = quota.run()
+    quota.client.meta.events.unregister("before-parameter-build.dynamodb.UpdateItem", refuse_the_mark)
+    assert first.alerts_sent == 1 and len(first.unrecorded) == 1 and "sent as message-1" in first.unrecorded[0]
+    assert list(quota.alert_states().values()) == ["publishing"]
+
+    for minutes in (1, 14):  # Lambda's retry of the failed run, the next scheduled run: nothing again
+        assert quota.run(NOW + timedelta(minutes=minutes)).alerts_sent == 0
+    later = quota.run(NOW + timedelta(seconds=monitor.LEASE_SECONDS + 60))
+    assert later.alerts_sent == 0 and len(later.in_doubt) == 1  # reported, not resent
+    assert len(quota.sent) == 1
+
+
+def test_a_run_near_its_timeout_leaves_the_remaining_alerts_unclaimed_for_the_next_run(deployed: Deployed) -> None:
+    quota = QuotaHarness(deployed, [QuotaPolicy("default", daily_usd=10 * MINUTE_USD)])
+    people = [Developer(f"dev{n}@example.com", f"u-{n}", f"a-{n}") for n in range(3)]
+    for developer in people:
+        quota.work(NOW - timedelta(hours=1), developer, scale=9)
+    budget = iter([100.0, 100.0, 10.0])  # seconds left before each claim
+    cut = quota.run(seconds_left=lambda: next(budget))
+    assert (cut.alerts_sent, cut.deferred, quota.quality()["alerts_not_sent"]) == (2, 1, 1)
+    assert quota.run(NOW + timedelta(minutes=15)).alerts_sent == 1
+
+
+def test_the_handler_reads_the_time_left_from_the_lambda_context() -> None:
+    assert monitor.remaining_seconds(SimpleNamespace(get_remaining_time_in_millis=lambda: 12_500))() == 12.5
+    assert monitor.remaining_seconds(None) is monitor.no_deadline
 
 
 def test_periods_follow_the_time_zone_across_the_month_and_day_rollover(
@@ -261,32 +394,318 @@ def test_many_users_one_read_per_user_and_period(deployed: Deployed) -> None:
     assert near["users_near"] == 40 and near["users_over"] == 20 and len(entries) == 40
 
 
+class Wired:
+    """The handler against moto as Lambda runs it: its environment, the boto3 clients it makes (with any hooks a
+    test registers: botocore events, so a failure happens where it would), and the alert topic with an SQS queue
+    subscribed as the inbox."""
+
+    def __init__(self, quota: QuotaHarness, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.endpoint = moto_endpoint
+        self.hooks: dict[str, list[tuple[str, Callable[..., Any]]]] = defaultdict(list)
+        sns, self.sqs = self.client("sns"), self.client("sqs")
+        self.topic = sns.create_topic(Name=f"quota-{uuid.uuid4().hex[:8]}")["TopicArn"]
+        self.queue = self.sqs.create_queue(QueueName=f"inbox-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+        queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.queue, AttributeNames=["QueueArn"])["Attributes"]
+        sns.subscribe(TopicArn=self.topic, Protocol="sqs", Endpoint=queue_arn["QueueArn"])
+        for name, value in {
+            "ROLLUP_TABLE": quota.deployed.table,
+            "QUOTA_TABLE": quota.table,
+            "ALERT_TOPIC_ARN": self.topic,
+            "TIME_ZONE": "UTC",
+            "POLICY_SOURCE": "Pulumi.dev.yaml",
+            "AWS_LAMBDA_FUNCTION_NAME": "ccm-dev-quota-monitor",
+        }.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setattr(monitor, "boto3", SimpleNamespace(client=self.client))
+        self.delivered: list[str] = []
+
+    def client(self, service: str, **options: Any) -> Any:
+        made = boto3.client(service, region_name="eu-west-1", endpoint_url=self.endpoint, **options)
+        for event, hook in self.hooks[service]:
+            made.meta.events.register(event, hook)
+        return made
+
+    def invoke(self, now: datetime, context: Any = None) -> dict[str, Any]:
+        result: dict[str, Any] = monitor.handler({}, context, now=lambda: now)
+        return result
+
+    def inbox(self) -> list[str]:
+        """The subjects of every alert delivered so far."""
+        while received := self.sqs.receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10).get("Messages"):
+            for message in received:
+                self.delivered.append(json.loads(message["Body"])["Subject"])
+                self.sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"])
+        return self.delivered
+
+
+def log_lines(captured: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in captured.splitlines() if line.startswith("{")]
+
+
+def answer_lost(request: Any, **_: Any) -> None:
+    """SNS receives the publish and sends the message; its answer never reaches the client."""
+    urllib3.PoolManager().request(request.method, request.url, body=request.body, headers=dict(request.headers))
+    raise ReadTimeoutError(endpoint_url=request.url)
+
+
+AT_90 = "Claude Code quota: ada@example.com is at 90% of the daily USD limit"
+
+
 def test_the_handler_publishes_to_sns(
-    deployed: Deployed, aws_client: Callable[[str], Any], monkeypatch: pytest.MonkeyPatch
+    deployed: Deployed, aws_client: Callable[[str], Any], moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     quota = QuotaHarness(deployed, [QuotaPolicy("default", daily_usd=10 * MINUTE_USD)])
     quota.work(NOW - timedelta(minutes=1), scale=9)
-    sns, sqs = aws_client("sns"), aws_client("sqs")
-    topic = sns.create_topic(Name=f"quota-{uuid.uuid4().hex[:8]}")["TopicArn"]
-    inbox = sqs.create_queue(QueueName=f"inbox-{uuid.uuid4().hex[:8]}")["QueueUrl"]
-    inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=inbox_arn)
-    for name, value in {
-        "ROLLUP_TABLE": deployed.table,
-        "QUOTA_TABLE": quota.table,
-        "ALERT_TOPIC_ARN": topic,
-        "TIME_ZONE": "UTC",
-        "POLICY_SOURCE": "Pulumi.dev.yaml",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setattr(monitor, "boto3", SimpleNamespace(client=aws_client))
-
-    summary = monitor.handler({}, None, now=lambda: NOW)
+    wired = Wired(quota, moto_endpoint, monkeypatch)
+    summary = wired.invoke(NOW)
     assert summary["alerts_sent"] == 1 and summary["items_read"] == 2
-    (message,) = sqs.receive_message(QueueUrl=inbox, MaxNumberOfMessages=10)["Messages"]
-    notification = json.loads(message["Body"])
-    assert notification["Subject"] == "Claude Code quota: ada@example.com is at 90% of the daily USD limit"
-    assert monitor.handler({}, None, now=lambda: NOW + timedelta(minutes=15))["alerts_sent"] == 0
+    assert wired.inbox() == [AT_90]
+    assert wired.invoke(NOW + timedelta(minutes=15))["alerts_sent"] == 0
+    assert list(quota.alert_states().values()) == ["sent"]
+
+
+def test_a_publish_sns_took_whose_answer_was_lost_is_reported_in_doubt_and_never_sent_again(
+    deployed: Deployed,
+    aws_client: Callable[[str], Any],
+    moto_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    quota = QuotaHarness(deployed, [QuotaPolicy("default", daily_usd=10 * MINUTE_USD)])
+    quota.work(NOW - timedelta(minutes=1), scale=9)
+    wired = Wired(quota, moto_endpoint, monkeypatch)
+    wired.hooks["sns"].append(("before-send.sns.Publish", answer_lost))
+
+    summary = wired.invoke(NOW)  # does not fail: the alarm on AlertsInDoubt pages instead
+    assert (summary["alerts_sent"], summary["in_doubt"], summary["failed"]) == (0, 1, 0)
+    assert wired.inbox() == [AT_90]  # SNS sent it, once: the client did not retry the publish
+    (item,) = quota.alert_items()
+    assert item["state"] == "unknown" and "ReadTimeoutError" in item["doubt"]
+    lines = log_lines(capsys.readouterr().out)
+    (doubt,) = [line for line in lines if line["message"].startswith("quota alert in doubt")]
+    assert doubt["user"] == "ada@example.com" and doubt["alert_id"] == item["alert_id"]
+    (metrics,) = [line for line in lines if "_aws" in line]
+    assert metrics[ALERTS_IN_DOUBT_METRIC] == 1 and metrics["AlertsSent"] == 0
+    assert quota.quality()["alerts_in_doubt"] == 1
+
+    wired.hooks["sns"].clear()  # SNS answers again: still nothing is sent twice
+    for later in (timedelta(minutes=1), timedelta(minutes=15), timedelta(seconds=monitor.LEASE_SECONDS + 60)):
+        again = wired.invoke(NOW + later)
+        assert (again["alerts_sent"], again["in_doubt"]) == (0, 0)
+    assert wired.inbox() == [AT_90]
+
+
+def test_an_sdk_retry_of_a_lost_answer_would_send_the_alert_twice(
+    deployed: Deployed, aws_client: Callable[[str], Any], moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Why the monitor's SNS client does not retry: botocore retries a read timeout, which publishes again."""
+    wired = Wired(QuotaHarness(deployed, []), moto_endpoint, monkeypatch)
+    wired.hooks["sns"].append(("before-send.sns.Publish", answer_lost))
+    retrying = wired.client("sns", config=Config(retries={"total_max_attempts": 2, "mode": "standard"}))
+    with pytest.raises(ReadTimeoutError):
+        retrying.publish(TopicArn=wired.topic, Subject="retried", Message="once")
+    assert wired.inbox() == ["retried", "retried"]
+    monitors = wired.client("sns", config=monitor.PUBLISH_CLIENT_CONFIG)
+    with pytest.raises(ReadTimeoutError):
+        monitors.publish(TopicArn=wired.topic, Subject="not retried", Message="once")
+    assert wired.inbox()[2:] == ["not retried"]
+
+
+def test_a_retried_invocation_sends_what_sns_refused_and_nothing_twice(
+    deployed: Deployed, aws_client: Callable[[str], Any], moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    quota = QuotaHarness(deployed, [QuotaPolicy("default", daily_usd=10 * MINUTE_USD)])
+    bob = Developer("bob@example.com", "u-bob", "a-bob")
+    for developer in (ADA, bob):
+        quota.work(NOW - timedelta(minutes=1), developer, scale=9)
+    wired = Wired(quota, moto_endpoint, monkeypatch)
+    refusals = iter([refused("Throttled", status=429)])
+
+    def throttle_bob_once(params: dict[str, Any], **_: Any) -> None:
+        if "bob@" in params["Subject"]:
+            error = next(refusals, None)
+            if error:
+                raise error
+
+    wired.hooks["sns"].append(("before-parameter-build.sns.Publish", throttle_bob_once))
+    with pytest.raises(RuntimeError, match="1 quota alerts not sent"):  # Lambda retries a failed invocation
+        wired.invoke(NOW)
+    assert wired.inbox() == [AT_90]
+    retried = wired.invoke(NOW + timedelta(minutes=1))
+    assert (retried["alerts_sent"], retried["already_sent"]) == (1, 1)
+    assert wired.invoke(NOW + timedelta(minutes=15))["alerts_sent"] == 0
+    assert sorted(wired.inbox()) == [AT_90, "Claude Code quota: bob@example.com is at 90% of the daily USD limit"]
+
+
+def test_the_run_log_line_carries_its_metrics_in_embedded_metric_format(
+    deployed: Deployed,
+    aws_client: Callable[[str], Any],
+    moto_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    quota = QuotaHarness(deployed, [QuotaPolicy("default", daily_usd=10 * MINUTE_USD)])
+    quota.work(NOW - timedelta(minutes=1), scale=9)
+    Wired(quota, moto_endpoint, monkeypatch).invoke(NOW)
+    (line,) = [line for line in log_lines(capsys.readouterr().out) if line["message"] == "quota run"]
+    (directive,) = line["_aws"]["CloudWatchMetrics"]
+    assert line["_aws"]["Timestamp"] == int(NOW.timestamp() * 1000)
+    assert directive["Namespace"] == MONITOR_METRICS_NAMESPACE and directive["Dimensions"] == [["FunctionName"]]
+    names = [metric["Name"] for metric in directive["Metrics"]]
+    assert {POLICIES_SKIPPED_METRIC, ALERTS_IN_DOUBT_METRIC, "AlertsSent"} <= set(names)
+    assert all(isinstance(line[name], int) for name in names)
+    assert line["FunctionName"] == "ccm-dev-quota-monitor" and line["AlertsSent"] == 1
+
+
+def test_publish_outcomes_sns_refused_are_retried_and_lost_ones_are_not() -> None:
+    not_sent = [
+        refused("KMSDisabled"),
+        refused("Throttled", status=429),
+        EndpointConnectionError(endpoint_url="https://sns"),
+        ConnectTimeoutError(endpoint_url="https://sns"),
+        NoCredentialsError(),
+    ]
+    maybe_sent = [
+        ReadTimeoutError(endpoint_url="https://sns"),
+        ConnectionClosedError(endpoint_url="https://sns"),
+        refused("InternalError", status=500),
+        ClientError({"Error": {"Code": "Unknown"}}, "Publish"),  # no HTTP status: cannot tell
+    ]
+    assert all(monitor.definitely_not_sent(error) for error in not_sent)
+    assert not any(monitor.definitely_not_sent(error) for error in maybe_sent)
+
+
+# Hostile policy items ---------------------------------------------------------------------------------------
+
+
+def broken(policy: QuotaPolicy, **changes: Any) -> dict[str, Any]:
+    """The stored item of `policy` with attributes changed (None removes one)."""
+    item = policy_item(policy)
+    for name, value in changes.items():
+        if value is None:
+            item.pop(name)
+        else:
+            item[name] = value
+    return item
+
+
+def test_malformed_policies_are_skipped_loudly_and_everyone_else_is_still_checked(
+    deployed: Deployed,
+    aws_client: Callable[[str], Any],
+    moto_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    quota = QuotaHarness(deployed, [QuotaPolicy("default", daily_usd=10 * MINUTE_USD)])
+    quota.put(
+        broken(QuotaPolicy("team", "interns", daily_usd=1), daily_usd={"S": "lots"}),  # text where a number belongs
+        broken(QuotaPolicy("user", "lead@example.com", daily_usd=5), scope=None),  # no scope
+        broken(QuotaPolicy("department", "research", daily_usd=1), thresholds={"L": [{"N": "80.5"}]}),
+        broken(QuotaPolicy("user", "neg@example.com"), daily_usd={"N": "-1"}),  # was: no limit, silently
+    )
+    people = {
+        "ada@example.com": ("engineering", "platform"),  # the default: checked
+        "intern@example.com": ("research", "interns"),  # held by the team policy
+        "lead@example.com": ("research", "interns"),  # held by their own policy
+        "scientist@example.com": ("research", "ml"),  # held by the department policy
+        "neg@example.com": ("engineering", "platform"),  # held by their own policy
+    }
+    for n, (email, (department, team)) in enumerate(people.items()):
+        quota.work(NOW - timedelta(minutes=1), Developer(email, f"u-{n}", f"a-{n}", department, team), scale=9)
+    wired = Wired(quota, moto_endpoint, monkeypatch)
+
+    summary = wired.invoke(NOW)  # the run succeeds: the policy-problems alarm pages instead
+    assert (summary["policies"], summary["policies_skipped"], summary["users_held"]) == (1, 4, 4)
+    assert wired.inbox() == [AT_90]
+    lines = log_lines(capsys.readouterr().out)
+    skipped = {line["policy"]: line["reason"] for line in lines if line["message"].startswith("quota policy item")}
+    assert skipped == {
+        "team#interns": 'daily_usd must be a number of at least 0, got {"S": "lots"}',
+        "user#lead@example.com": "scope is missing",
+        "department#research": 'thresholds[0] must be an integer from 1 to 100, got {"N": "80.5"}',
+        "user#neg@example.com": 'daily_usd must be a number of at least 0, got {"N": "-1"}',
+    }
+    (metrics,) = [line for line in lines if "_aws" in line]
+    assert (metrics[POLICIES_SKIPPED_METRIC], metrics["UsersHeld"]) == (4, 4)
+    quality = quota.quality()
+    assert (quality["policies"], quality["policies_skipped"], quality["users_held"]) == (1, 4, 4)
+    assert {entry["policy"]: entry["reason"] for entry in json.loads(quality["skipped"])} == skipped
+    assert {entry["user"] for entry in json.loads(quality["held"])} == set(people) - {"ada@example.com"}
+
+    quota.put(policy_item(QuotaPolicy("team", "interns", daily_usd=10 * MINUTE_USD)))  # `pulumi up` fixes one
+    fixed = wired.invoke(NOW + timedelta(minutes=15))
+    assert (fixed["policies_skipped"], fixed["alerts_sent"]) == (3, 1)  # the intern, now checked
+    assert quota.quality()["policies_skipped"] == 3  # the item shows the latest run
+
+
+def test_a_stored_policy_item_that_is_not_even_an_object_of_the_table_is_skipped(deployed: Deployed) -> None:
+    quota = QuotaHarness(deployed, [QuotaPolicy("default", daily_usd=10 * MINUTE_USD)])
+    quota.put({"pk": {"S": "POLICY"}, "sk": {"S": "hand-written"}, "note": {"S": "someone's test"}})
+    quota.work(NOW - timedelta(minutes=1), scale=9)
+    report = quota.run()
+    assert [(s.key, s.reason) for s in report.skipped_policies] == [(None, "scope is missing")]
+    assert (report.alerts_sent, report.held_users) == (1, {})  # it applies to nobody
+
+
+STORABLE_BREAKS: dict[str, dict[str, Any]] = {
+    "scope missing": {"scope": None},
+    "scope a number": {"scope": {"N": "2"}},
+    "scope unknown": {"scope": {"S": "squad"}},
+    "limit as text": {"daily_usd": {"S": "100"}},
+    "limit a boolean": {"daily_usd": {"BOOL": True}},
+    "negative limit": {"daily_usd": {"N": "-0.01"}},
+    "fractional token limit": {"daily_tokens": {"N": "0.5"}},
+    "huge limit of tokens, fractional": {"daily_tokens": {"N": "1" * 30 + ".5"}},
+    "fractional threshold": {"thresholds": {"L": [{"N": "80.5"}, {"N": "90"}]}},
+    "threshold 0": {"thresholds": {"L": [{"N": "0"}]}},
+    "huge threshold": {"thresholds": {"L": [{"N": "9" * 38}]}},
+    "thresholds out of order": {"thresholds": {"L": [{"N": "90"}, {"N": "80"}]}},
+    "thresholds as text": {"thresholds": {"S": "80,90,100"}},
+    "no thresholds at all": {"thresholds": {"L": []}},
+}
+SLOTS = ("team#victims", "department#research", "user#carol@example.com", "default", "junk")
+
+
+def test_hostile_policy_items_never_stop_the_run_and_good_policies_still_alert(deployed: Deployed) -> None:
+    bob = Developer("bob@example.com", "u-bob", "a-bob", "engineering", "victims")
+    for developer in (ADA, bob):
+        quota_usage = QuotaHarness(deployed, [])
+        quota_usage.work(NOW - timedelta(minutes=1), developer, scale=9)
+
+    @settings(max_examples=20, deadline=None)
+    @given(
+        hostile=st.lists(
+            st.tuples(st.sampled_from(SLOTS), st.sampled_from(sorted(STORABLE_BREAKS))),
+            min_size=1,
+            max_size=len(SLOTS),
+            unique_by=lambda pair: pair[0],
+        )
+    )
+    def check(hostile: list[tuple[str, str]]) -> None:
+        good = [
+            QuotaPolicy("user", "ada@example.com", daily_usd=10 * MINUTE_USD),
+            QuotaPolicy("default", daily_usd=10 * MINUTE_USD),
+        ]
+        quota = QuotaHarness(deployed, good)
+        for slot, how in hostile:
+            scope, _, name = slot.partition("#")
+            policy = QuotaPolicy("team", "x") if slot == "junk" else QuotaPolicy(scope, name, daily_usd=1.0)
+            item = broken(policy, **STORABLE_BREAKS[how])
+            if slot == "junk":
+                item["sk"] = {"S": "not a policy key"}
+            quota.put(item)
+
+        report = quota.run()  # never raises
+
+        slots = {slot for slot, _ in hostile}
+        assert {s.key or "junk" for s in report.skipped_policies} == slots
+        assert all(s.reason for s in report.skipped_policies)
+        assert AT_90 in quota.subjects()  # ada's policy is good: she is always checked
+        bob_held = "team#victims" in slots or "default" in slots
+        assert ("bob@example.com" in report.held_users) is bob_held
+        assert any("bob@" in subject for subject in quota.subjects()) is not bob_held
+
+    check()
 
 
 def test_periods_are_calendar_days_and_months_of_the_time_zone() -> None:

@@ -40,14 +40,15 @@ VIOLATIONS = {
         "aws:iam/serviceSpecificCredential:ServiceSpecificCredential::platform-key",
     ),
     "iam_access_key": ("no-iam-access-keys", "aws:iam/accessKey:AccessKey::metrics-writer"),
+}
+# Advisory by default, mandatory under prod's policy configuration: the collector rule (dev runs without identity)
+# and the structural credential rule (another program may keep and watch its keys where the rule cannot see).
+VIOLATIONS_UNDER_PROD_POLICY = {
+    "open_collector": ("collector-validates-client-tokens", None),
     "unwatched_credential": (
         "bearer-credentials-are-stored-and-watched",
         "aws:iam/serviceSpecificCredential:ServiceSpecificCredential::platform-key",
     ),
-}
-# The collector rule is advisory by default; prod's policy configuration makes it mandatory.
-VIOLATIONS_UNDER_PROD_POLICY = {
-    "open_collector": ("collector-validates-client-tokens", None),
 }
 PROD_POLICY_CONFIG = PROJECT_ROOT / "policies" / "config" / "prod.json"
 
@@ -82,6 +83,18 @@ def test_open_collector_fails_under_prods_policy_config_and_is_advisory_by_defau
     assert "collector collector accepts telemetry without validating a token" in violations[0]["message"]
     status, violations = preview_exit("open_collector", tmp_path / "default")
     assert status == EXIT_OK and [v["enforcementLevel"] for v in violations] == ["advisory"]
+
+
+def test_unwatched_credential_fails_under_prods_policy_config_and_is_advisory_by_default(tmp_path: Path) -> None:
+    rule, resource = VIOLATIONS_UNDER_PROD_POLICY["unwatched_credential"]
+    status, violations = preview_exit("unwatched_credential", tmp_path / "prod", PROD_POLICY_CONFIG)
+    assert status == EXIT_MANDATORY
+    assert [(v["policy"], v["enforcementLevel"]) for v in violations] == [(rule, "mandatory")]
+    assert violations[0]["urn"].endswith(f"::{resource}")
+    assert "no scheduled function warns before it expires" in violations[0]["message"]
+    status, violations = preview_exit("unwatched_credential", tmp_path / "default")
+    assert status == EXIT_OK
+    assert [(v["policy"], v["enforcementLevel"]) for v in violations] == [(rule, "advisory")]
 
 
 def test_compliant_example_has_no_violation(tmp_path: Path) -> None:

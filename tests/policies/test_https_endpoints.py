@@ -343,6 +343,7 @@ def test_dev_reports_the_unauthenticated_collector_as_advisory(dev_preview: Prev
 def test_prod_policy_config_makes_it_mandatory(tmp_path: Path) -> None:
     document = yaml.safe_load((PROJECT_ROOT / "Pulumi.prod.yaml").read_text())
     document["config"]["claude-code-monitoring:collector"]["identity"] = {"mode": "none"}
+    document["config"]["claude-code-monitoring:collector"]["allowedCidrs"] = ["203.0.113.0/24"]  # none needs it
     document["config"]["claude-code-monitoring:quota"]["users"] = []  # quotas by email need a verified token
     stack_file = tmp_path / "Pulumi.prod.yaml"
     stack_file.write_text(yaml.safe_dump(document))

@@ -5,8 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pulumi_policy import EnforcementLevel
 
 from offline.engine import Registration
+from offline.policy import load_policy_config
+from offline.preview import PROJECT_ROOT
+from policies.pack import POLICIES
 from tests.policies.engine_shape import UNKNOWN, resource, secret, urn, violations_of
 
 USER = "aws:iam/user:User"
@@ -119,8 +123,20 @@ def test_a_stored_and_scheduled_credential_passes(scheduler: str) -> None:
 )
 def test_a_credential_missing_a_piece_fails(stack: dict[str, Any], reason: str) -> None:
     (violation,) = violations_of("bearer-credentials-are-stored-and-watched", watched_stack(**stack))
-    assert violation.urn == urn(CREDENTIAL, "team-a-key") and violation.enforcement_level == "mandatory"
+    assert violation.urn == urn(CREDENTIAL, "team-a-key") and violation.enforcement_level == "advisory"
     assert reason in violation.message
+
+
+def test_the_structural_rule_is_advisory_by_default_and_mandatory_under_this_projects_config() -> None:
+    """A program may keep and watch its keys in ways the rule cannot see, so the pack only advises; this project's
+    stack configurations (policies/config/*.json) make it mandatory."""
+    rule = next(policy for policy in POLICIES if policy.name == "bearer-credentials-are-stored-and-watched")
+    assert rule.enforcement_level == EnforcementLevel.ADVISORY
+    unwatched = watched_stack(watcher=False)
+    for stack in ("dev", "prod"):
+        config = load_policy_config(PROJECT_ROOT / "policies" / "config" / f"{stack}.json", POLICIES)
+        (violation,) = violations_of("bearer-credentials-are-stored-and-watched", unwatched, config)
+        assert violation.enforcement_level == "mandatory", stack
 
 
 def test_a_watcher_may_name_the_user_instead_of_depending_on_it() -> None:
