@@ -22,13 +22,21 @@ from typing import Any
 import pulumi
 import yaml
 
+from infra.program import InvalidStackConfig
 from offline.engine import OfflineError, Program, ProgramRun, Registration, StackConfigFile, run_program
 from offline.policy import Violation, evaluate, load_policy_config
 from policies.documents import TASK_DEFINITION_TYPE, collector_configs
 from policies.pack import DEFAULT_ENFORCEMENT_LEVEL, PACK_NAME, POLICIES
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-EXIT_OK, EXIT_MANDATORY, EXIT_FAILED = 0, 1, 2
+# The exit status says what went wrong: 1 a mandatory policy violation, 2 an invalid stack configuration,
+# 3 no such stack, program or configuration file, 4 the program failed otherwise. (GNU make exits 2 on any
+# failed recipe and prints `Error N` with this code: `scripts/preview` keeps the code itself.)
+EXIT_OK, EXIT_MANDATORY, EXIT_INVALID_CONFIG, EXIT_UNKNOWN_TARGET, EXIT_FAILED = 0, 1, 2, 3, 4
+
+
+class UnknownTargetError(Exception):
+    """No such stack, program or configuration file; the message lists what exists."""
 
 
 @dataclass(frozen=True)
@@ -228,7 +236,11 @@ def targets(args: argparse.Namespace) -> list[Target]:
     if args.program:
         program = Path(args.program)
         if not args.config:
-            raise SystemExit("--program needs --config FILE (a Pulumi.<stack>.yaml for that program)")
+            raise UnknownTargetError("--program needs --config FILE (a Pulumi.<stack>.yaml for that program)")
+        if not (program / "Pulumi.yaml").is_file():
+            raise UnknownTargetError(f"no Pulumi program in {program}: it has no Pulumi.yaml")
+        if not Path(args.config).is_file():
+            raise UnknownTargetError(f"no configuration file {args.config}")
         out = Path(args.out) if args.out else PROJECT_ROOT / "build" / program.resolve().name
         return [Target(program, Path(args.config), out, Path(args.policy_config) if args.policy_config else None)]
     stacks = [args.stack] if args.stack else project_stacks(PROJECT_ROOT)
@@ -236,7 +248,7 @@ def targets(args: argparse.Namespace) -> list[Target]:
     for stack in stacks:
         config = PROJECT_ROOT / f"Pulumi.{stack}.yaml"
         if not config.is_file():
-            raise SystemExit(
+            raise UnknownTargetError(
                 f"no stack '{stack}': {config.name} does not exist; stacks: " + ", ".join(project_stacks(PROJECT_ROOT))
             )
         policy_config = PROJECT_ROOT / "policies" / "config" / f"{stack}.json"
@@ -256,8 +268,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--policy-config", help="policy pack configuration JSON (default policies/config/<stack>.json)")
     args = parser.parse_args(argv)
 
-    status = EXIT_OK
-    for target in targets(args):
+    try:
+        chosen = targets(args)
+    except UnknownTargetError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_UNKNOWN_TARGET
+    statuses = [EXIT_OK]
+    for target in chosen:
         try:
             result = preview(target)
         except Exception as error:  # noqa: BLE001 every failure is reported per stack, with its reason
@@ -265,13 +282,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             expected = isinstance(error, (OfflineError, pulumi.RunError))
             message = str(error) if expected else f"{type(error).__name__}: {error}"
             print(f"error: preview of {target.config} failed:\n{message}", file=sys.stderr)
-            status = EXIT_FAILED
+            statuses.append(EXIT_INVALID_CONFIG if isinstance(error, InvalidStackConfig) else EXIT_FAILED)
             continue
         print(report(result, target.out))
         print()
-        if result.mandatory and status == EXIT_OK:
-            status = EXIT_MANDATORY
-    return status
+        if result.mandatory:
+            statuses.append(EXIT_MANDATORY)
+    return max(statuses)  # the worst: a program failure over bad configuration over a policy violation
 
 
 if __name__ == "__main__":

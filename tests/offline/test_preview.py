@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import jsonschema
@@ -10,7 +11,15 @@ import pytest
 
 from offline.engine import OfflineError, Program, StackConfigFile, run_program
 from offline.policy import load_policy_config
-from offline.preview import EXIT_FAILED, EXIT_MANDATORY, EXIT_OK, PROJECT_ROOT, PreviewResult, main
+from offline.preview import (
+    EXIT_INVALID_CONFIG,
+    EXIT_MANDATORY,
+    EXIT_OK,
+    EXIT_UNKNOWN_TARGET,
+    PROJECT_ROOT,
+    PreviewResult,
+    main,
+)
 from policies.pack import POLICIES
 from tests.conftest import PROGRAMS, make_preview, preview_program
 
@@ -156,13 +165,52 @@ def test_preview_mode_skipping_applies_is_detected() -> None:
 def test_a_broken_config_exits_2_with_the_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     stack_file = tmp_path / "Pulumi.dev.yaml"
     stack_file.write_text((PROJECT_ROOT / "Pulumi.dev.yaml").read_text().replace("desiredCount: 1", "desiredCount: 0"))
-    assert main(["--program", str(PROJECT_ROOT), "--config", str(stack_file), "--out", str(tmp_path)]) == EXIT_FAILED
+    assert main(["--program", str(PROJECT_ROOT), "--config", str(stack_file), "--out", str(tmp_path)]) == 2
     assert "collector.desiredCount must be an integer from 1 to 20 (Pulumi.dev.yaml), got 0" in capsys.readouterr().err
 
 
 def test_unknown_stack_is_named(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit, match=r"no stack .qa.*stacks: dev, prod"):
-        main(["--stack", "qa"])
+    assert main(["--stack", "qa"]) == EXIT_UNKNOWN_TARGET == 3
+    assert "no stack 'qa': Pulumi.qa.yaml does not exist; stacks: dev, prod" in capsys.readouterr().err
+
+
+def test_an_unknown_program_or_config_file_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--program", str(tmp_path), "--config", str(tmp_path / "Pulumi.x.yaml")]) == EXIT_UNKNOWN_TARGET
+    assert f"no Pulumi program in {tmp_path}" in capsys.readouterr().err
+    assert main(["--program", str(PROJECT_ROOT), "--config", str(tmp_path / "Pulumi.x.yaml")]) == EXIT_UNKNOWN_TARGET
+    assert "no configuration file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("arguments", "code"),
+    [
+        (["--stack", "qa"], EXIT_UNKNOWN_TARGET),
+        (["--program", "tests/programs/http_forwarding_listener", "--config",
+          "tests/programs/http_forwarding_listener/Pulumi.test.yaml"], EXIT_MANDATORY),
+        (["--program", ".", "--config", "BROKEN"], EXIT_INVALID_CONFIG),
+    ],
+)  # fmt: skip
+def test_scripts_preview_keeps_the_code_and_make_reports_it(tmp_path: Path, arguments: list[str], code: int) -> None:
+    if "BROKEN" in arguments:
+        broken = tmp_path / "Pulumi.dev.yaml"
+        broken.write_text((PROJECT_ROOT / "Pulumi.dev.yaml").read_text().replace("desiredCount: 1", "desiredCount: 0"))
+        arguments = [str(broken) if a == "BROKEN" else a for a in arguments]
+    arguments = [*arguments, "--out", str(tmp_path / "out")] if "--stack" not in arguments else arguments
+    script = subprocess.run(
+        ["scripts/preview", *arguments], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=180, check=False
+    )
+    assert script.returncode == code, script.stderr
+    variables = {"--stack": "STACK", "--program": "PROGRAM", "--config": "CONFIG", "--out": "OUT"}
+    make_arguments = [f"{variables[a]}={b}" for a, b in zip(arguments[::2], arguments[1::2], strict=True)]
+    made = subprocess.run(
+        ["make", "--no-print-directory", "preview", *make_arguments],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert made.returncode == 2 and f"Error {code}" in made.stderr  # make's own status, the code in its message
 
 
 @pytest.mark.parametrize(
