@@ -26,8 +26,8 @@ from components.iam import service_trust_policy
 from components.lambda_code import python_function
 from components.s3 import deny_insecure_transport, make_private
 from lambda_src.common.lake_schema import PARTITION_KEYS, PARTITIONED_TABLES, TABLES, Column
-from lambda_src.common.telemetry import EARLIEST_EVENT_DAY
 from lambda_src.common.pricing import DEFAULT_PRICE_TABLE, PRICE_TABLE_VARIABLE, PriceTable
+from lambda_src.common.telemetry import EARLIEST_EVENT_DAY
 
 TRANSFORM_FUNCTION = "analytics_transform"
 PROJECTION_START = EARLIEST_EVENT_DAY  # the transform books nothing earlier; the range has no end year (NOW)
