@@ -4,7 +4,7 @@
 #   make preview PROGRAM=DIR CONFIG=FILE [OUT=DIR] [POLICY_CONFIG=FILE]   any Pulumi Python program
 #   make test                                     ruff, mypy, actionlint, zizmor, pytest
 #   make pytest-shifted-clock [FAKETIME=...]     pytest again under a shifted wall clock (Debian faketime)
-#   make bench                                    benchmarks (run on purpose; results go to the README)
+#   make bench                                    benchmarks (run on purpose; results go to docs/)
 #   make client / make record                     the real Claude Code client (npm ci in client/); re-record its fixtures
 #   make collector                                the OpenTelemetry Collector of the image's release, for the tests
 

@@ -320,8 +320,8 @@ def test_default_image_and_builder_modules_are_one_release() -> None:
     assert manifest["dist"]["version"] == tag  # type: ignore[index]
 
 
-def test_readme_names_the_default_image() -> None:
-    readme = (PROJECT_ROOT / "README.md").read_text()
+def test_the_collector_doc_names_the_default_image() -> None:
+    readme = (PROJECT_ROOT / "docs" / "collector.md").read_text()
     named = set(re.findall(re.escape(COLLECTOR_IMAGE_REPOSITORY.rsplit("/", 1)[1]) + r":([0-9][0-9.]*[0-9])", readme))
     assert named == {COLLECTOR_RELEASE}
     assert f"| `image` | contrib {COLLECTOR_RELEASE} |" in readme
