@@ -17,6 +17,7 @@ import io
 import json
 import math
 import random
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -27,7 +28,14 @@ from benchmarks.moto_dynamodb import moto_dynamodb
 from benchmarks.readme import write_section
 from lambda_src.common import rollups as keys
 from lambda_src.common.quota_policies import QuotaPolicy
-from lambda_src.quota_monitor.handler import AlertLedger, Settings, UsageReader, run
+from lambda_src.quota_monitor.handler import (
+    PUBLISH_CONCURRENCY,
+    PUBLISH_RESERVE_SECONDS,
+    AlertLedger,
+    Settings,
+    UsageReader,
+    run,
+)
 from tests.lambda_src.rollup_table import create_quota_table, create_table
 
 USERS = 10_000
@@ -74,6 +82,53 @@ class CountingLedger(AlertLedger):
     def claim(self, standing: Any, now: datetime) -> bool:
         self.conditional_writes += 1
         return super().claim(standing, now)
+
+
+class CountingClient:
+    """The DynamoDB client, counting requests by operation (the latency model multiplies them)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.exceptions = client.exceptions
+        self.requests: dict[str, int] = {}
+        self.lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.client, name)
+
+        def counted(**request: Any) -> Any:
+            with self.lock:
+                self.requests[name] = self.requests.get(name, 0) + 1
+            return method(**request)
+
+        return counted
+
+
+# Latency of one request against the real services, from inside the region (p50 of a warm Lambda; AWS states
+# single-digit milliseconds for DynamoDB reads and writes of small items, and a 1 MB query page costs more).
+LATENCY_SECONDS = {"query": 0.030, "batch_get_item": 0.015, "update_item": 0.008, "put_item": 0.008, "publish": 0.020}
+OWN_CPU_SECONDS_PER_USER = 1.0 / 10_000  # the monitor's own code: about 1 s at 10,000 users (issue #22)
+INDEX_ITEM_BYTES = 300  # a usage index item: key, labels and totals (INCLUDE projection)
+LAMBDA_TIMEOUT_SECONDS = 300
+
+
+def modelled_seconds(users: int, alerts: int, concurrency: int = PUBLISH_CONCURRENCY) -> dict[str, float]:
+    """A run against DynamoDB and SNS: reading usage (two periods, 8 shards each, 1 MB pages, one after another),
+    reading the due alerts' items in batches of 100, then per alert a claim, a start, a publish and a mark, with
+    `concurrency` alerts at once; plus the monitor's own CPU."""
+    pages = 2 * 8 + math.ceil(2 * users * INDEX_ITEM_BYTES / 1_000_000)
+    reads = pages * LATENCY_SECONDS["query"] + math.ceil(alerts / 100) * LATENCY_SECONDS["batch_get_item"]
+    per_alert = 3 * LATENCY_SECONDS["update_item"] + LATENCY_SECONDS["publish"]
+    publishing = alerts * per_alert / concurrency
+    cpu = users * OWN_CPU_SECONDS_PER_USER
+    return {"reads": reads, "publishing": publishing, "cpu": cpu, "total": reads + publishing + cpu + 2 * 0.008}
+
+
+def alerts_within_timeout(users: int, concurrency: int = PUBLISH_CONCURRENCY) -> int:
+    """How many alerts one run can send before it stops claiming (PUBLISH_RESERVE_SECONDS before the timeout)."""
+    fixed = modelled_seconds(users, 0, concurrency)["total"]
+    per_alert = (3 * LATENCY_SECONDS["update_item"] + LATENCY_SECONDS["publish"]) / concurrency
+    return int((LAMBDA_TIMEOUT_SECONDS - PUBLISH_RESERVE_SECONDS - fixed) / per_alert)
 
 
 def usage_items(users: int, seed: int = 11) -> list[dict[str, Any]]:
@@ -125,7 +180,8 @@ def bench(users: int) -> dict[str, Any]:
         runs = []
         for offset in (0, 15):
             reader = MeteredReader(client, rollups)
-            ledger = CountingLedger(client, quota_table, uuid.uuid4().hex)
+            counting = CountingClient(client)
+            ledger = CountingLedger(counting, quota_table, uuid.uuid4().hex)
             started = time.perf_counter()
             with contextlib.redirect_stdout(io.StringIO()):  # the monitor's log line per alert
                 report = run(NOW + timedelta(minutes=offset), settings, reader, ledger, publish)
@@ -139,6 +195,7 @@ def bench(users: int) -> dict[str, Any]:
                     "read_requests": reader.requests,
                     "read_units": reader.read_units,
                     "conditional_writes": ledger.conditional_writes,
+                    "ledger_requests": dict(sorted(counting.requests.items())),
                 }
             )
             client.query = reader._query
@@ -162,11 +219,34 @@ def report(result: dict[str, Any]) -> str:
             f"| Read request units | {first['read_units']:,.0f} | {second['read_units']:,.0f} |",
             f"| Conditional writes (alert claims) | {first['conditional_writes']:,} "
             f"| {second['conditional_writes']:,} |",
+            f"| Alert-table requests | {fmt_requests(first['ledger_requests'])} "
+            f"| {fmt_requests(second['ledger_requests'])} |",
             "",
-            f"Every 15 minutes that is about {per_day:,.0f} read request units a day, plus one conditional write per "
-            "user past a threshold per run.",
+            f"Every 15 minutes that is about {per_day:,.0f} read request units a day. Alerts already sent are read in "
+            "batches of 100 (no failed conditional write each); each new alert costs a claim, a start and a mark.",
+            "",
+            "Against the real services (a latency model: requests counted as above, times "
+            f"{', '.join(f'{k} {v * 1000:.0f} ms' for k, v in LATENCY_SECONDS.items())}, "
+            f"{PUBLISH_CONCURRENCY} alerts at once, the monitor's own CPU about 1 s per 10,000 users):",
+            "",
+            "| Users | Alerts in the run | Reads | Publishing | CPU | Total | Timeout |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+            *[
+                f"| {users:,} | {alerts:,} | {m['reads']:.1f} s | {m['publishing']:.1f} s | {m['cpu']:.1f} s "
+                f"| {m['total']:.1f} s | {LAMBDA_TIMEOUT_SECONDS} s |"
+                for users, alerts in ((10_000, first["alerts_sent"]), (100_000, 15_000))
+                for m in (modelled_seconds(users, alerts),)
+            ],
+            "",
+            f"The limit: a run over 100,000 users sends about {alerts_within_timeout(100_000):,} alerts before it "
+            f"stops claiming {PUBLISH_RESERVE_SECONDS} s before its timeout; the rest go out on the next run, 15 "
+            "minutes later, and the near-quota list is written either way.",
         ]
     )
+
+
+def fmt_requests(requests: dict[str, int]) -> str:
+    return ", ".join(f"{name} {count:,}" for name, count in requests.items()) or "none"
 
 
 def main() -> None:

@@ -129,7 +129,7 @@ def monitor_statements(rollup_table_arn: str, quota_table_arn: str, topic_arn: s
             "Effect": "Allow",
             # GetItem: a claim whose condition fails returns the claim it found (ReturnValuesOnConditionCheckFailure);
             # AWS does not document whether that read needs the permission, so it is granted on the same items.
-            "Action": ["dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:GetItem"],
+            "Action": ["dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:BatchGetItem"],
             "Resource": quota_table_arn,
             "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{ALERT_PK_PREFIX}*"]}},
         },

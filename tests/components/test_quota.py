@@ -87,7 +87,12 @@ def test_the_monitor_may_read_the_index_and_policies_and_write_only_its_own_item
         a for s in policy["Statement"] for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
     }
     assert not any(action.startswith("cloudwatch:") for action in actions)
-    assert by_sid["ClaimAlerts"]["Action"] == ["dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:GetItem"]
+    assert by_sid["ClaimAlerts"]["Action"] == [
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+    ]
 
 
 def test_quota_adds_the_usage_index_and_the_panel_to_the_dashboard_only_when_enabled(

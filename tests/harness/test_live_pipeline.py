@@ -24,10 +24,12 @@ CLI is pointed at moto with AWS_ENDPOINT_URL.
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import os
 import re
 import shutil
+import subprocess
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import replace
@@ -549,20 +551,40 @@ def ingest_run(prod_preview: PreviewResult, moto_endpoint: str) -> tuple[dict[st
     # moto names a secret's ARN with a random suffix but finds a full ARN by its last part: a secret named so
     # answers the ARN the settings render (moto's account, 123456789012, is the mocks' account too).
     secrets.create_secret(Name=secret_arn.rsplit(":", 1)[1], SecretString=INGEST_KEY)
+    developer_shell = {
+        "PATH": os.environ.get("PATH", ""),
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    # The helper run by hand first, as a developer checks it: it prints the header, and the AWS CLI's first start
+    # (compiling its bytecode, seconds on a fresh machine) is behind us before the client's short exit flush.
+    by_hand = subprocess.run(
+        [str(HEADERS_SCRIPT)],
+        env={**developer_shell, "CLAUDE_CODE_INGEST_SECRET_ARN": secret_arn},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert by_hand.returncode == 0, by_hand.stderr
+    assert json.loads(by_hand.stdout) == {"Authorization": f"Bearer {INGEST_KEY}"}
+    # One change besides the endpoint: a 1 s export interval (rendered: 60 s) and a turn that runs a few seconds,
+    # so the helper and an export run during the session. At exit the client gives the helper and the last export
+    # only its shutdown timeout (about 2 s, CLAUDE_CODE_OTEL_SHUTDOWN_TIMEOUT_MS in 2.1.328): the AWS CLI v1 on a
+    # loaded machine can miss it, and a real laptop with a slow credential process would too (docs say so).
+    during_session = copy.deepcopy(rendered)
+    during_session["env"]["OTEL_METRIC_EXPORT_INTERVAL"] = "1000"
     spec = RenderedSessionSpec(
-        prompt="Say hello.",
-        script=(Text("Hello!"),),
+        prompt="Say hello after a moment.",
+        script=(Tools((ToolUse("Bash", {"command": "sleep 4"}),)), Text("Hello!")),
         model=DATED_MODEL,
-        rendered=rendered,
+        rendered=during_session,
         helper_command=str(HEADERS_SCRIPT),
         # The developer's shell: their AWS credentials (throwaway here) and moto as every AWS endpoint. The
         # secret's ARN is not in it: the helper gets CLAUDE_CODE_INGEST_SECRET_ARN from the settings' env block.
-        user_env={
-            "AWS_ENDPOINT_URL": moto_endpoint,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_EC2_METADATA_DISABLED": "true",
-        },
+        user_env={key: value for key, value in developer_shell.items() if key != "PATH"},
         expect_exports=False,  # metrics only: run_session would wait for logs
     )
     return rendered, _run(spec)
@@ -571,7 +593,9 @@ def ingest_run(prod_preview: PreviewResult, moto_endpoint: str) -> tuple[dict[st
 def test_ingest_settings_are_the_rendered_ones(ingest_run: tuple[dict[str, Any], LiveRun]) -> None:
     rendered, run = ingest_run
     assert rendered["otelHeadersHelper"] == "/usr/local/bin/claude-cloudwatch-key"
-    assert run.result.settings == _public(rendered, helper=str(HEADERS_SCRIPT))
+    during_session = copy.deepcopy(rendered)
+    during_session["env"]["OTEL_METRIC_EXPORT_INTERVAL"] = "1000"  # the one change besides the endpoint
+    assert run.result.settings == _public(during_session, helper=str(HEADERS_SCRIPT))
     assert run.result.returncode == 0 and run.result.ledger
     assert "otelHeadersHelper failed" not in run.result.stderr
 

@@ -4,6 +4,7 @@ alerts claimed in the quota table."""
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -72,11 +73,13 @@ class QuotaHarness:
             "Pulumi.test.yaml",
         )
         self.sent: list[tuple[str, str]] = []
+        self.lock = threading.Lock()
         self.reader = UsageReader(self.client, deployed.table)
 
     def record(self, subject: str, body: str) -> str:
-        self.sent.append((subject, body))
-        return f"message-{len(self.sent)}"
+        with self.lock:  # the monitor publishes from several threads
+            self.sent.append((subject, body))
+            return f"message-{len(self.sent)}"
 
     def run(
         self,
@@ -267,7 +270,10 @@ def test_a_failed_mark_after_a_successful_publish_never_sends_the_alert_again(de
     assert len(quota.sent) == 1
 
 
-def test_a_run_near_its_timeout_leaves_the_remaining_alerts_unclaimed_for_the_next_run(deployed: Deployed) -> None:
+def test_a_run_near_its_timeout_leaves_the_remaining_alerts_unclaimed_for_the_next_run(
+    deployed: Deployed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(monitor, "PUBLISH_CONCURRENCY", 1)  # the time left is checked before each batch: one alert
     quota = QuotaHarness(deployed, [QuotaPolicy("default", daily_usd=10 * MINUTE_USD)])
     people = [Developer(f"dev{n}@example.com", f"u-{n}", f"a-{n}") for n in range(3)]
     for developer in people:
@@ -729,3 +735,28 @@ def test_the_projection_extends_the_rate_so_far_but_not_from_the_first_minutes()
 def test_an_sns_subject_is_printable_ascii_under_100_characters() -> None:
     subject = monitor.sns_subject("Claude Code quota: jörg@example.com\n" + "x" * 200)
     assert subject.startswith("Claude Code quota: j?rg@example.com?x") and len(subject) == 99
+
+
+def test_alerts_go_out_concurrently_and_alerts_already_sent_cost_no_write(deployed: Deployed) -> None:
+    quota = QuotaHarness(deployed, [QuotaPolicy("default", daily_usd=10 * MINUTE_USD)])
+    people = [Developer(f"dev{n:02d}@example.com", f"u-{n}", f"a-{n}") for n in range(40)]
+    for developer in people:
+        quota.work(NOW - timedelta(hours=1), developer, scale=9)
+    first = quota.run()
+    assert first.alerts_sent == 40 and len(set(quota.sent)) == 40  # every alert once, from 16 workers
+
+    calls: list[str] = []
+    client = quota.client
+    real_update = client.update_item
+
+    def counting_update(**request: Any) -> Any:
+        calls.append(request["Key"]["pk"]["S"])
+        return real_update(**request)
+
+    client.update_item = counting_update
+    try:
+        again = quota.run(NOW + timedelta(minutes=15))
+    finally:
+        client.update_item = real_update
+    assert (again.alerts_sent, again.already_sent) == (0, 40)
+    assert calls == []  # read in batches: no failed conditional write per alert already sent
