@@ -31,12 +31,14 @@ import json
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
 import jwt
 from jwt.exceptions import InvalidTokenError
+
+from tests.loopback import LoopbackServer, StateServer
 
 ALGORITHM = "RS256"
 CLAIM_FORMATS = ("single-string", "string-array", "space-separated-values")
@@ -188,7 +190,7 @@ class _State:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: _Server
+    server: StateServer
 
     def log_message(self, format: str, *args: Any) -> None:
         return
@@ -269,16 +271,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle()
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, state: _State) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.state = state
-
-
-class AlbJwtProxy:
+class AlbJwtProxy(LoopbackServer[_State]):
     """The listener on a free loopback port; use as a context manager (`with AlbJwtProxy(...) as alb`)."""
 
     def __init__(
@@ -291,32 +284,12 @@ class AlbJwtProxy:
         assert upstreams, "a target group needs at least one target"
         for upstream in upstreams:
             assert urlsplit(upstream).hostname == "127.0.0.1", f"loopback only: {upstream}"
-        self._state = _State(validation, jwks, tuple(upstreams), clock)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> AlbJwtProxy:
-        self._server = _Server(self._state)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="alb-jwt-proxy", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = None
-        self._thread = None
+        super().__init__(_Handler, _State(validation, jwks, tuple(upstreams), clock), "ALB JWT proxy")
 
     @property
     def endpoint(self) -> str:
         """The base URL for `OTEL_EXPORTER_OTLP_ENDPOINT` (plain http: the loopback has no TLS)."""
-        if self._server is None:
-            raise RuntimeError("the proxy is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self.url
 
     @property
     def handled(self) -> list[Handled]:

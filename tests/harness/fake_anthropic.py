@@ -23,9 +23,11 @@ import json
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
 from urllib.parse import urlsplit
+
+from tests.loopback import LoopbackServer, StateServer
 
 CLOSING_TEXT = "Done."
 SIDE_TEXT = "OK"
@@ -155,7 +157,7 @@ def _chunks(text: str, size: int) -> list[str]:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: _Server
+    server: StateServer
 
     def log_message(self, format: str, *args: Any) -> None:
         return
@@ -354,50 +356,15 @@ def _stream_body(message_id: str, model: str, blocks: list[dict[str, Any]], usag
     return b"".join(events)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, state: _State) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.state = state
-
-
-class FakeAnthropic:
+class FakeAnthropic(LoopbackServer[_State]):
     """The fake API, started on a free loopback port; use as a context manager (`with FakeAnthropic(script)`)."""
 
     def __init__(self, script: Sequence[Turn] = (), usage: Callable[[int], Usage] = default_usage) -> None:
-        self._state = _State(script=list(script), usage=usage)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> FakeAnthropic:
-        self._server = _Server(self._state)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-anthropic", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> FakeAnthropic:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(_Handler, _State(script=list(script), usage=usage), "fake Anthropic API")
 
     @property
     def base_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the fake Anthropic API is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self.url
 
     def set_variables(self, variables: Mapping[str, str]) -> None:
         """Values for `{name}` placeholders in scripted tool inputs (such as the session's repository path)."""

@@ -13,7 +13,7 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
 
 from google.protobuf import json_format
@@ -21,6 +21,8 @@ from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+from tests.loopback import LoopbackServer, StateServer
 
 Signal = Literal["metrics", "logs", "traces"]
 
@@ -73,7 +75,7 @@ class _State:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: _Server
+    server: StateServer
 
     def log_message(self, format: str, *args: Any) -> None:
         return
@@ -134,51 +136,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(200, response_type().SerializeToString(), "application/x-protobuf")
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, state: _State) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.state = state
-
-
-class OtlpReceiver:
+class OtlpReceiver(LoopbackServer[_State]):
     """The receiver, started on a free loopback port; use as a context manager (`with OtlpReceiver() as r`)."""
 
     def __init__(self) -> None:
-        self._state = _State()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> OtlpReceiver:
-        self._server = _Server(self._state)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="otlp-receiver", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> OtlpReceiver:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(_Handler, _State(), "OTLP receiver")
 
     @property
     def endpoint(self) -> str:
         """The base URL for `OTEL_EXPORTER_OTLP_ENDPOINT` (the client appends /v1/metrics, /v1/logs)."""
-        if self._server is None:
-            raise RuntimeError("the OTLP receiver is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self.url
 
     def set_status(self, status: int) -> None:
         with self._state.lock:

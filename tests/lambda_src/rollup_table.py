@@ -159,3 +159,20 @@ def usage(at: datetime, developer: Developer, scale: int = 1) -> list[dict[str, 
         emf_event(at, developer, {"claude_code.code_edit_tool.decision": 3}, tool_name="Edit", decision="accept"),
         emf_event(at, developer, {"claude_code.code_edit_tool.decision": 1}, tool_name="Write", decision="reject"),
     ]
+
+
+class FailingSecondTransaction:
+    """A DynamoDB client whose second transaction fails in the network: a delivery applied half way."""
+
+    def __init__(self, client: Any) -> None:
+        self.client, self.calls = client, 0
+        self.exceptions = client.exceptions
+
+    def transact_write_items(self, **request: Any) -> Any:
+        self.calls += 1
+        if self.calls == 2:
+            raise ConnectionError("the network went away")
+        return self.client.transact_write_items(**request)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)

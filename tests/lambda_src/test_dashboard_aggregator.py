@@ -17,7 +17,7 @@ from lambda_src.common import rollups as keys
 from lambda_src.common.pricing import ModelPrice, PriceTable
 from lambda_src.dashboard_aggregator.handler import RollupStore, aggregate
 from tests.clock import Clock
-from tests.lambda_src.rollup_table import SONNET, SONNET_VERSION, Deployed, usage
+from tests.lambda_src.rollup_table import SONNET, SONNET_VERSION, Deployed, FailingSecondTransaction, usage
 from tests.telemetry import (
     EVENTS_LOG_GROUP,
     METRICS_LOG_GROUP,
@@ -127,20 +127,6 @@ def test_a_delivery_that_failed_half_way_writes_only_what_is_missing_on_retry(
     payload = logs_batch(METRICS_LOG_GROUP, [event for dev in developers for event in usage(NOON, dev)[:2]])
     reference = Deployed(aws_client, "rollups-reference", deployed.clock)
     reference.deliver(payload)
-
-    class FailingSecondTransaction:
-        def __init__(self, client: Any) -> None:
-            self.client, self.calls = client, 0
-            self.exceptions = client.exceptions
-
-        def transact_write_items(self, **request: Any) -> Any:
-            self.calls += 1
-            if self.calls == 2:
-                raise ConnectionError("the network went away")
-            return self.client.transact_write_items(**request)
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self.client, name)
 
     failing = RollupStore(
         FailingSecondTransaction(deployed.dynamodb), deployed.table, deployed.clock, pause=lambda _: None

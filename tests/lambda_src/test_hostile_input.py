@@ -23,7 +23,7 @@ from lambda_src.common import rollups as keys
 from lambda_src.dashboard_aggregator.handler import RollupStore, aggregate
 from tests.clock import Clock
 from tests.lambda_src.memory_table import MemoryTable
-from tests.lambda_src.rollup_table import SONNET, Deployed, usage
+from tests.lambda_src.rollup_table import SONNET, Deployed, FailingSecondTransaction, usage
 from tests.telemetry import (
     EVENTS_LOG_GROUP,
     METRICS_LOG_GROUP,
@@ -180,20 +180,6 @@ def test_a_half_applied_delivery_retried_after_midnight_matches_a_clean_run(
     reference.deliver(payload)
 
     retried = Deployed(aws_client, "rollups-midnight", Clock(late + timedelta(minutes=1)))
-
-    class FailingSecondTransaction:
-        def __init__(self, client: Any) -> None:
-            self.client, self.calls = client, 0
-            self.exceptions = client.exceptions
-
-        def transact_write_items(self, **request: Any) -> Any:
-            self.calls += 1
-            if self.calls == 2:
-                raise ConnectionError("the network went away")
-            return self.client.transact_write_items(**request)
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self.client, name)
 
     failing = RollupStore(FailingSecondTransaction(retried.dynamodb), retried.table, retried.clock, pause=lambda _: 0)
     with pytest.raises(ConnectionError):
