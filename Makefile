@@ -5,6 +5,7 @@
 #   make test                                     ruff, mypy, actionlint, zizmor, pytest
 #   make pytest-shifted-clock [FAKETIME=...]     pytest again under a shifted wall clock (Debian faketime)
 #   make bench                                    benchmarks (run on purpose; results go to docs/)
+#   make cost                                     price every stack's preview plan; rewrites the README's cost table
 #   make client / make record                     the real Claude Code client (npm ci in client/); re-record its fixtures
 #   make collector                                the OpenTelemetry Collector of the image's release, for the tests
 
@@ -17,7 +18,7 @@ VENV := .venv
 RUN := $(UV) run --frozen --no-sync
 TYPED_DIRS := infra components policies lambda_src offline benchmarks collector ci_access
 
-.PHONY: setup preview test lint typecheck workflows pytest pytest-shifted-clock bench clean client record collector
+.PHONY: setup preview cost test lint typecheck workflows pytest pytest-shifted-clock bench clean client record collector
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -37,6 +38,11 @@ else
 	$(RUN) python -m offline.preview $(if $(STACK),--stack "$(STACK)") $(if $(OUT),--out "$(OUT)") \
 		$(if $(POLICY_CONFIG),--policy-config "$(POLICY_CONFIG)")
 endif
+
+# The plans of every stack (one line each), then their prices; the README's table and docs/cost.md follow them.
+cost: setup
+	$(RUN) python -m offline.preview --quiet
+	$(RUN) python -m offline.cost --write-readme
 
 lint: setup
 	$(RUN) ruff check .

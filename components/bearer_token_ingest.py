@@ -64,6 +64,9 @@ class BearerTokenIngestArgs:
     account_guardrail: bool = False
     """Also create an IAM policy that denies creating CloudWatch keys without an age or older than allowed."""
     headers_helper: str = "/usr/local/bin/claude-cloudwatch-key"
+    aws_profile: str | None = None
+    """The AWS CLI profile the headers helper reads the secret with (CLAUDE_CODE_INGEST_AWS_PROFILE); None: the
+    developer's AWS_PROFILE or default credentials."""
     active_credential: Literal["a", "b"] = "a"
     previous_credential: Literal["active", "inactive", "deleted"] = "deleted"
     metrics_namespace: str = "ClaudeCode/Ingest"
@@ -97,7 +100,7 @@ class BearerTokenIngestArgs:
 
 
 def team_settings(args: BearerTokenIngestArgs, attributes: Mapping[str, str], secret_arn: str) -> dict[str, Any]:
-    return direct_ingest_managed_settings(args.region, attributes, args.headers_helper, secret_arn)
+    return direct_ingest_managed_settings(args.region, attributes, args.headers_helper, secret_arn, args.aws_profile)
 
 
 def ingest_user_name(name: str, team: str) -> str:

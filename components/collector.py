@@ -18,7 +18,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_awsx as awsx
 
-from components.claude_settings import collector_managed_settings
+from components.claude_settings import DEFAULT_TOKEN_HELPER_SCOPES, TokenHelperSettings, collector_managed_settings
 from components.collector_config import (
     CONFIG_ENV_VAR,
     HEALTH_CHECK_PATH,
@@ -66,6 +66,34 @@ class IdentityArgs:
     """How the provider writes `aud`."""
     claims: IdentityClaimNames = field(default_factory=IdentityClaimNames)
     """Claims that carry the user's email, id, department, team and cost center."""
+    client_id: str | None = None
+    """The token helper's public client at the provider (required with `jwt`): CLAUDE_OTEL_CLIENT_ID."""
+    scopes: Sequence[str] = DEFAULT_TOKEN_HELPER_SCOPES
+    """Scopes the token helper requests: CLAUDE_OTEL_SCOPES."""
+    token_use: Literal["access", "id"] = "access"  # noqa: S105 (a kind of token, not one)
+    """The token the helper sends, `access` or `id` (Amazon Cognito): CLAUDE_OTEL_TOKEN."""
+    flow: Literal["auto", "device", "browser"] = "auto"
+    """The helper's sign-in flow: CLAUDE_OTEL_FLOW."""
+    redirect_uri: str | None = None
+    """Loopback redirect of the helper's browser flow (None: its default): CLAUDE_OTEL_REDIRECT_URI."""
+    audience_parameter: Literal["audience", "resource"] | None = None
+    """Request parameter that also carries the audience: CLAUDE_OTEL_AUDIENCE_PARAMETER."""
+
+    def token_helper(self) -> TokenHelperSettings | None:
+        """The settings `scripts/claude-otel-token` reads, for the managed settings; None without token validation."""
+        if self.mode != "jwt" or not (self.issuer and self.audience and self.client_id):
+            return None
+        return TokenHelperSettings(
+            issuer=self.issuer,
+            client_id=self.client_id,
+            audience=self.audience,
+            required_claims=list(self.claims.by_attribute().values()),
+            scopes=tuple(self.scopes),
+            token_use=self.token_use,
+            flow=self.flow,
+            redirect_uri=self.redirect_uri,
+            audience_parameter=self.audience_parameter,
+        )
 
 
 @dataclass(frozen=True)
@@ -145,6 +173,11 @@ class CollectorArgs:
                     found.append(f"identity.{name} must be an https:// URL when mode is jwt, got {value!r}")
             if not self.identity.audience:
                 found.append("identity.audience is required when mode is jwt")
+            if not self.identity.client_id:
+                found.append(
+                    "identity.client_id is required when mode is jwt: the token helper's public client "
+                    "(CLAUDE_OTEL_CLIENT_ID in the managed settings)"
+                )
         if not 60 < self.idle_timeout_seconds <= 4000:
             found.append(f"idle_timeout_seconds must be from 61 to 4000, got {self.idle_timeout_seconds}")
         return found
@@ -594,7 +627,10 @@ class Collector(pulumi.ComponentResource):
         # Managed settings for developer machines ------------------------------------------------------
         self.endpoint = pulumi.Output.from_input(f"https://{args.domain_name}")
         self.managed_settings = collector_managed_settings(
-            f"https://{args.domain_name}", args.resource_attributes, args.otel_headers_helper
+            f"https://{args.domain_name}",
+            args.resource_attributes,
+            args.otel_headers_helper,
+            args.identity.token_helper(),
         )
         parameter = aws.ssm.Parameter(
             f"{name}-managed-settings",

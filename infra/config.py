@@ -9,6 +9,8 @@ The stack files (`Pulumi.<stack>.yaml`) hold one object per component (`collecto
 from __future__ import annotations
 
 import datetime
+import difflib
+import functools
 import ipaddress
 import itertools
 import json
@@ -33,7 +35,14 @@ from pydantic.alias_generators import to_camel
 
 from components.bearer_token_ingest import CLOUDWATCH_API_KEY_POLICY_ARN
 from components.bearer_token_ingest import MAX_CREDENTIAL_AGE_DAYS as BEARER_CREDENTIAL_AGE_DAYS_MAX
-from components.claude_settings import BAGGAGE_KEY_PATTERN, BAGGAGE_VALUE_PATTERN
+from components.claude_settings import (
+    AWS_PROFILE_PATTERN,
+    BAGGAGE_KEY_PATTERN,
+    BAGGAGE_VALUE_PATTERN,
+    DEFAULT_TOKEN_HELPER_SCOPES,
+    LOOPBACK_REDIRECT_PATTERN,
+    OAUTH_SCOPE_PATTERN,
+)
 from components.collector import DEFAULT_COLLECTOR_IMAGE, PINNED_IMAGE_PATTERN
 from components.operations import EMAIL_PATTERN, HTTPS_URL_PATTERN
 from lambda_src.common.pricing import PRICE_TABLE_MAX_BYTES, ModelPrice, PriceTable
@@ -133,17 +142,82 @@ class IdentityConfig(_Section):
         "single-string", description="How the IdP writes `aud`: one string, or an array of strings"
     )
     claims: IdentityClaims = IdentityClaims()
+    # The token helper's settings (scripts/claude-otel-token), written into the managed settings' env block.
+    client_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._~:/@+-]{0,255}$",
+        json_schema_extra={"allowed": "the client ID your identity provider gave the token helper's public client"},
+    )
+    scopes: list[
+        Annotated[
+            str,
+            Field(
+                pattern=OAUTH_SCOPE_PATTERN,
+                json_schema_extra={"allowed": "an OAuth scope: printable ASCII without spaces, quotes or backslashes"},
+            ),
+        ]
+    ] = Field(
+        list(DEFAULT_TOKEN_HELPER_SCOPES),
+        min_length=1,
+        json_schema_extra={"allowed": "a non-empty list of OAuth scopes such as [openid, offline_access]"},
+    )
+    token_use: Literal["access", "id"] = Field(
+        "access", description="Which token the helper sends: `access`, or `id` (Amazon Cognito)"
+    )
+    flow: Literal["auto", "device", "browser"] = Field(
+        "auto", description="Sign-in flow of `claude-otel-token login`: device grant, browser (PKCE), or auto"
+    )
+    redirect_uri: str | None = Field(
+        None,
+        pattern=LOOPBACK_REDIRECT_PATTERN,
+        json_schema_extra={
+            "allowed": "a loopback http URL with a port, such as http://localhost:8976/callback (registered with the "
+            "identity provider)"
+        },
+    )
+    audience_parameter: Literal["audience", "resource"] | None = Field(
+        None, description="Also send the audience as this request parameter (Auth0: audience; RFC 8707: resource)"
+    )
 
     @model_validator(mode="after")
     def _jwt_needs_provider(self) -> IdentityConfig:
+        helper_keys = ("client_id", "scopes", "token_use", "flow", "redirect_uri", "audience_parameter")
         if self.mode == "jwt":
             missing = [
                 name
-                for name, value in (("issuer", self.issuer), ("jwksUri", self.jwks_uri), ("audience", self.audience))
+                for name, value in (
+                    ("issuer", self.issuer),
+                    ("jwksUri", self.jwks_uri),
+                    ("audience", self.audience),
+                    ("clientId", self.client_id),
+                )
                 if not value
             ]
             if missing:
-                raise ValueError(f"needs {', '.join(missing)} when mode is jwt")
+                why = (
+                    ": clientId is the public client (no secret) registered with your identity provider for the "
+                    "token helper, which the managed settings pass to it as CLAUDE_OTEL_CLIENT_ID "
+                    "(docs/identity-providers.md)"
+                    if "clientId" in missing
+                    else ""
+                )
+                raise ValueError(f"needs {', '.join(missing)} when mode is jwt{why}")
+            if self.token_use == "id" and "openid" not in self.scopes:  # noqa: S105 (a kind of token)
+                raise FieldProblemError(
+                    "scopes",
+                    "a list holding openid when tokenUse is id: identity providers issue an ID token only for the "
+                    "openid scope",
+                    self.scopes,
+                )
+        else:
+            given = [to_camel(name) for name in helper_keys if name in self.model_fields_set]
+            if given:
+                one = len(given) == 1
+                raise ValueError(
+                    f"has {', '.join(given)}, the token helper's {'setting' if one else 'settings'}, which "
+                    f"{'applies' if one else 'apply'} only when mode is jwt (with mode none no token is sent): "
+                    f"remove {'it' if one else 'them'}, or set mode jwt"
+                )
         return self
 
 
@@ -491,6 +565,14 @@ class BearerTokenIngestConfig(_Section):
         pattern=r"^/[^\s]+$",
         json_schema_extra={"allowed": "an absolute path on the developer's machine, without spaces"},
     )
+    aws_profile: str | None = Field(
+        None,
+        pattern=AWS_PROFILE_PATTERN,
+        json_schema_extra={
+            "allowed": "an AWS CLI profile name every developer machine has (letters, digits, _.@+-), such as "
+            "claude-code-ingest"
+        },
+    )
     rotation: IngestRotation = IngestRotation()
     teams: list[BearerTeam] = []
 
@@ -547,13 +629,75 @@ class ModelPriceConfig(_Section):
     cache_creation: UsdPerMillion
 
 
+# The AWS provider's configuration keys (`aws:<key>`), as pulumi-aws 7.51.1 declares them in
+# sdk/python/pulumi_aws/config/vars.py. The program reads region and defaultTags (and honours skipRegionValidation);
+# the provider reads all of them. Any other `aws:` key is an error here, named with the known keys, so that a
+# misspelt one (aws:regoin) fails the offline preview instead of passing it.
+AWS_PROVIDER_KEYS = (
+    "accessKey", "allowedAccountIds", "assumeRoleWithWebIdentity", "assumeRoles", "customCaBundle", "defaultTags",
+    "ec2MetadataServiceEndpoint", "ec2MetadataServiceEndpointMode", "endpoints", "forbiddenAccountIds", "httpProxy",
+    "httpsProxy", "ignoreTags", "insecure", "maxRetries", "noProxy", "profile", "region", "retryMode",
+    "s3UsEast1RegionalEndpoint", "s3UsePathStyle", "secretKey", "sharedConfigFiles", "sharedCredentialsFiles",
+    "skipCredentialsValidation", "skipMetadataApiCheck", "skipRegionValidation", "skipRequestingAccountId",
+    "stsRegion", "tagPolicyCompliance", "token", "tokenBucketRateLimiterCapacity", "useDualstackEndpoint",
+    "useFipsEndpoint", "userAgents",
+)  # fmt: skip
+REGION_SHAPE = r"^[a-z]{2,4}(-gov|-iso[a-z]?)?(-[a-z]+)+-\d$"
+SKIP_REGION_VALIDATION = "skipRegionValidation"
+
+
+@functools.cache
+def known_regions() -> tuple[str, ...]:
+    """Every region botocore (the AWS SDK this project pins) knows EC2 in, in every partition (aws, aws-cn,
+    aws-us-gov, the ISO partitions, aws-eusc): the regions the collector's VPC and tasks can be deployed to."""
+    import botocore.session  # loaded on first use (about 0.5 s with the EC2 endpoint data)
+
+    session = botocore.session.Session()
+    return tuple(
+        sorted(
+            {
+                region
+                for partition in session.get_available_partitions()
+                for region in session.get_available_regions("ec2", partition_name=partition)
+            }
+        )
+    )
+
+
+def region_problem(value: str) -> str | None:
+    """None for a region botocore knows; else what is allowed, with the known regions nearest to `value`."""
+    known = known_regions()
+    if value in known:
+        return None
+    nearest = sorted(
+        difflib.get_close_matches(value, known, n=3, cutoff=0.5)
+        or [region for region in known if region.split("-")[0] == value.split("-")[0]][:3]
+        or ["eu-west-1", "us-east-1"]
+    )
+    listed = ", ".join(nearest[:-1]) + f" or {nearest[-1]}" if len(nearest) > 1 else nearest[0]
+    return (
+        f"a region AWS has, such as {listed} (botocore knows {len(known)} regions with EC2; set "
+        f"aws:{SKIP_REGION_VALIDATION}: true for one newer than this botocore)"
+    )
+
+
 class StackConfig(_Section):
     """Everything the program reads from a stack."""
 
-    region: str = Field(
-        pattern=r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$",
-        json_schema_extra={"allowed": "an AWS region such as eu-west-1"},
-    )
+    region: str = Field(json_schema_extra={"allowed": "an AWS region such as eu-west-1"})
+
+    @field_validator("region")
+    @classmethod
+    def _known_region(cls, value: str, info: ValidationInfo) -> str:
+        if not re.fullmatch(REGION_SHAPE, value):
+            raise ValueError("an AWS region such as eu-west-1")
+        if info.context and info.context.get(SKIP_REGION_VALIDATION):  # the provider's own opt-out
+            return value
+        problem = region_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
     default_tags: dict[str, str] = {}
     name_prefix: str = Field(
         "ccm",
@@ -629,6 +773,7 @@ def parse_stack_config(raw: Mapping[str, Any], stack_file: str) -> StackConfig:
     """
     problems: list[str] = []
     document: dict[str, Any] = {}
+    skip_region_validation = False
     for full_key, value in raw.items():
         namespace, _, key = str(full_key).partition(":")
         if namespace == "aws":
@@ -637,6 +782,10 @@ def parse_stack_config(raw: Mapping[str, Any], stack_file: str) -> StackConfig:
             elif key == "defaultTags":
                 tags = _maybe_json(value)
                 document["defaultTags"] = tags.get("tags", {}) if isinstance(tags, dict) else tags
+            elif key == SKIP_REGION_VALIDATION:
+                skip_region_validation = _maybe_json(value) is True
+            elif key not in AWS_PROVIDER_KEYS:
+                problems.append(_unknown_provider_key(str(full_key), key, stack_file))
         elif namespace == PROJECT:
             if key in SECTION_KEYS or key in TABLE_KEYS or key == "alarmEmails":
                 document[key] = _maybe_json(value)
@@ -655,7 +804,7 @@ def parse_stack_config(raw: Mapping[str, Any], stack_file: str) -> StackConfig:
     settings: StackConfig | None = None
     errors: list[Any] = []
     try:
-        settings = StackConfig.model_validate(document)
+        settings = StackConfig.model_validate(document, context={SKIP_REGION_VALIDATION: skip_region_validation})
     except ValidationError as error:
         errors = list(error.errors())
     if settings is not None and not unusable:
@@ -672,6 +821,16 @@ def parse_stack_config(raw: Mapping[str, Any], stack_file: str) -> StackConfig:
             lines.append(_describe(item, stack_file))
     lines.extend(special.values())  # also those the schema let through, once each (duplicates are dropped)
     raise ConfigError(list(dict.fromkeys(_one_line(line) for line in lines)))
+
+
+def _unknown_provider_key(full_key: str, key: str, stack_file: str) -> str:
+    """A misspelt or unknown `aws:` key: the provider would ignore it silently, so it is named here."""
+    guess = difflib.get_close_matches(key, AWS_PROVIDER_KEYS, n=1, cutoff=0.6)
+    hint = f" (did you mean aws:{guess[0]}?)" if guess else ""
+    return (
+        f"{_name(full_key)} is not a setting of the AWS provider{hint}; its keys are "
+        f"{', '.join(AWS_PROVIDER_KEYS)} ({stack_file})"
+    )
 
 
 def _maybe_json(value: Any) -> Any:

@@ -26,6 +26,7 @@ from pulumi.runtime.rpc import UNKNOWN
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi_policy.deserialize import SPECIAL_SECRET_SIG, SPECIAL_SIG_KEY
 
+from offline.awsx import MODELS, SOURCE, ModelError, is_remote_component
 from offline.mocks import PlausibleMocks
 
 ROOT_STACK_TYPE = "pulumi:pulumi:Stack"
@@ -34,6 +35,10 @@ SECRET_PLACEHOLDER = "offline-placeholder-secret"
 
 class OfflineError(Exception):
     """The program could not be previewed; the message says why and what to do."""
+
+
+class StackFileError(OfflineError):
+    """A stack or project file the Pulumi CLI would refuse to read (such as a key given twice)."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,7 @@ class Program:
         directory = directory.resolve()
         project_file = directory / "Pulumi.yaml"
         if project_file.is_file():
-            project = yaml.safe_load(project_file.read_text()) or {}
+            project = load_yaml_file(project_file) or {}
             runtime = project.get("runtime")
             runtime_name = runtime.get("name") if isinstance(runtime, dict) else runtime
             if runtime_name != "python":
@@ -69,7 +74,7 @@ class Program:
         project_file = self.root / "Pulumi.yaml"
         if not project_file.is_file():
             return {}
-        declared = (yaml.safe_load(project_file.read_text()) or {}).get("config") or {}
+        declared = (load_yaml_file(project_file) or {}).get("config") or {}
         defaults: dict[str, Any] = {}
         for key, declaration in declared.items():
             full_key = key if ":" in key else f"{self.project}:{key}"
@@ -83,9 +88,38 @@ class Program:
 
 
 class StackFileLoader(yaml.SafeLoader):
-    """YAML as the Pulumi CLI reads a stack file: an unquoted value that looks like a date or a timestamp stays
-    the text it was written as (Go's YAML decoder keeps timestamps as strings in untyped values), so the program
-    gets a string it can validate and name the key of, as under the CLI."""
+    """YAML as the Pulumi CLI reads a stack file.
+
+    - An unquoted value that looks like a date or a timestamp stays the text it was written as (Go's YAML decoder
+      keeps timestamps as strings in untyped values), so the program gets a string it can validate and name the
+      key of, as under the CLI.
+    - A key given twice in one mapping is an error, as in the CLI (Go's yaml.v3: "mapping key already defined"),
+      where PyYAML would silently keep the last value.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor` merges; the keys it brings in may be overridden, as YAML allows
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:
+                continue  # an unhashable key: the base constructor reports it
+            line = key_node.start_mark.line + 1
+            if first is not None:
+                raise DuplicateKeyError(key, line, first)
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    def __init__(self, key: Any, line: int, first_line: int) -> None:
+        super().__init__(f"line {line}: the key {key!r} is given twice in one mapping (first on line {first_line})")
+        self.key = key
+        self.line = line
+        self.first_line = first_line
 
 
 def _timestamp_as_text(loader: StackFileLoader, node: yaml.ScalarNode) -> Any:
@@ -93,6 +127,24 @@ def _timestamp_as_text(loader: StackFileLoader, node: yaml.ScalarNode) -> Any:
 
 
 StackFileLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
+
+
+def load_yaml_file(path: Path) -> Any:
+    """A Pulumi project or stack file, read as the CLI reads it; a duplicate key or bad YAML is a StackFileError."""
+    try:
+        return yaml.load(path.read_text(), Loader=StackFileLoader)  # noqa: S506  a SafeLoader
+    except DuplicateKeyError as error:
+        raise StackFileError(
+            f"{path.name}, line {error.line}: the key {_key_text(error.key)} is given twice in the same mapping "
+            f"(first on line {error.first_line}); YAML would keep only the last value and the Pulumi CLI refuses "
+            "the file: keep one"
+        ) from None
+    except yaml.YAMLError as error:
+        raise StackFileError(f"{path.name}: not readable YAML: {error}") from None
+
+
+def _key_text(key: Any) -> str:
+    return f"`{key}`" if isinstance(key, str) else repr(key)
 
 
 @dataclass(frozen=True)
@@ -109,9 +161,9 @@ class StackConfigFile:
         if not path.is_file():
             raise OfflineError(f"{path}: no such stack configuration file")
         stack = path.name.removeprefix("Pulumi.").rsplit(".", 1)[0] if path.name.startswith("Pulumi.") else path.stem
-        document = yaml.load(path.read_text(), Loader=StackFileLoader) or {}  # noqa: S506  a SafeLoader
+        document = load_yaml_file(path) or {}
         if not isinstance(document, dict) or not isinstance(document.get("config", {}), dict):
-            raise OfflineError(f"{path}: expected a mapping with a `config:` mapping")
+            raise StackFileError(f"{path}: expected a mapping with a `config:` mapping")
         raw: dict[str, Any] = dict(program.project_defaults())
         for key, value in (document.get("config") or {}).items():
             raw[key if ":" in key else f"{program.project}:{key}"] = value
@@ -158,6 +210,9 @@ class Registration:
     resource_id: str = ""
     """The id the mocks gave the resource (what another resource's input refers to)."""
     output_properties: struct_pb2.Struct | None = None
+    modelled_by: str | None = None
+    """For a child of a remote component (awsx), which the mock runtime never sees: the component's type. Such a
+    child is modelled from the component's documented behaviour (offline/awsx.py), not registered by the program."""
 
     def inputs(self) -> dict[str, Any]:
         """Inputs with secrets shown as "[secret]", for reports and plan.json."""
@@ -189,17 +244,29 @@ def _contains_unknown(value: Any) -> bool:
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
-    """The SDK's mock monitor, keeping every registration in order and naming URNs as the engine does."""
+    """The SDK's mock monitor, keeping every registration in order and naming URNs as the engine does.
 
-    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+    A remote component (awsx) registers its children from its own provider process, which the mock runtime does
+    not run: for the types offline/awsx.py models, the children are added here, after their component, marked as
+    modelled; any other remote component is listed in `unmodelled`, so that the preview says what it cannot show.
+    """
+
+    def __init__(self, mocks: PlausibleMocks) -> None:
         super().__init__(mocks)
+        self.zones = mocks.availability_zones()
         self.registrations: list[Registration] = []
+        self.modelled: list[Registration] = []
+        self.unmodelled: list[str] = []
+        self.model_errors: list[str] = []
 
     def make_urn(self, parent: str, type_: str, name: str) -> str:
-        # The engine leaves the root stack out of a child's qualified type; the SDK's mock does not.
-        if parent and parent.split("::")[2].split("$")[-1] == ROOT_STACK_TYPE:
-            parent = ""
-        return super().make_urn(parent, type_, name)
+        # As the engine: the parent's whole qualified type, then this type; the root stack is left out (the SDK's
+        # mock keeps the stack and only the parent's last type).
+        if parent:
+            qualified = parent.split("::")[2]
+            if qualified.split("$")[-1] != ROOT_STACK_TYPE:
+                type_ = f"{qualified}${type_}"
+        return "urn:pulumi:" + "::".join([pulumi.get_stack(), pulumi.get_project(), type_, name])
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
         response = super().RegisterResource(request)
@@ -223,7 +290,49 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 output_properties=response.object,
             )
         )
+        if not request.custom and is_remote_component(request.type):
+            self._model_children(request, urn)
         return response
+
+    def _model_children(self, request: Any, urn: str) -> None:
+        model_of = MODELS.get(request.type)
+        if model_of is None:
+            self.unmodelled.append(urn)
+            return
+        try:
+            model = model_of(request.name, json_format.MessageToDict(request.object), self.zones)
+        except ModelError as error:
+            self.model_errors.append(f"{urn}: {error}")
+            return
+        urns: list[str] = []
+        for child in model.children:
+            parent = urn if child.parent is None else urns[child.parent]
+            child_urn = self.make_urn(parent, child.type, child.name)
+            urns.append(child_urn)
+            properties = struct_pb2.Struct()
+            properties.update(child.inputs)
+            outputs = struct_pb2.Struct()
+            outputs.update({**child.inputs, "id": child.id})
+            self.modelled.append(
+                Registration(
+                    urn=child_urn,
+                    type=child.type,
+                    name=child.name,
+                    parent=parent,
+                    custom=True,
+                    properties=properties,
+                    dependencies=[parent],
+                    property_dependencies={},
+                    provider="",
+                    protect=False,
+                    ignore_changes=[],
+                    delete_before_replace=None,
+                    additional_secret_outputs=[],
+                    resource_id=child.id,
+                    output_properties=outputs,
+                    modelled_by=model.component,
+                )
+            )
 
 
 @dataclass
@@ -233,8 +342,33 @@ class ProgramRun:
     project: str
     stack: str
     registrations: list[Registration]
+    """What the program registered, exactly as the SDK sent it."""
     outputs: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    modelled: list[Registration] = field(default_factory=list)
+    """Children of remote components (awsx), modelled: registered by the component's provider, not the program."""
+    unmodelled: list[str] = field(default_factory=list)
+    """URNs of remote components whose children are neither registered nor modelled."""
+
+    def resources(self) -> list[Registration]:
+        """Every resource of the plan: the registrations, each remote component followed by its modelled children."""
+        children: dict[str, list[Registration]] = {}
+        for child in self.modelled:
+            children.setdefault(_component_of(child, self.modelled), []).append(child)
+        merged: list[Registration] = []
+        for registration in self.registrations:
+            merged.append(registration)
+            merged.extend(children.get(registration.urn, []))
+        return merged
+
+
+def _component_of(child: Registration, modelled: list[Registration]) -> str:
+    """The URN of the remote component a modelled child belongs to (its nearest ancestor that is not modelled)."""
+    by_urn = {r.urn: r for r in modelled}
+    parent = str(child.parent)
+    while parent in by_urn:
+        parent = str(by_urn[parent].parent)
+    return parent
 
 
 class _CollectingHandler(logging.Handler):
@@ -286,6 +420,11 @@ def _run_isolated(program: Program, config: StackConfigFile, preview: bool) -> P
         loop.close()
         asyncio.set_event_loop(None)
 
+    if monitor.model_errors:
+        raise OfflineError(
+            f"the children of these awsx components cannot be modelled (from {SOURCE}): awsx refuses their "
+            "inputs, or the model does not cover them:\n" + "\n".join(monitor.model_errors)
+        )
     unknown = [r.urn for r in monitor.registrations if _contains_unknown(json_format.MessageToDict(r.properties))]
     if unknown:
         raise OfflineError(
@@ -298,6 +437,8 @@ def _run_isolated(program: Program, config: StackConfigFile, preview: bool) -> P
         registrations=monitor.registrations,
         outputs=outputs,
         warnings=handler.messages,
+        modelled=monitor.modelled,
+        unmodelled=monitor.unmodelled,
     )
 
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import pulumi
 
+from offline.awsx import MODELS, ModelError
+
 ACCOUNT_ID = "123456789012"
 
 # The ARN's service segment where it differs from the provider module name.
@@ -34,6 +36,10 @@ class PlausibleMocks(pulumi.runtime.Mocks):
     def __init__(self, region: str) -> None:
         self.region = region
 
+    def availability_zones(self) -> list[str]:
+        """The zones `getAvailabilityZones` answers with (awsx takes the first `numberOfAvailabilityZones`)."""
+        return [f"{self.region}{letter}" for letter in "abc"]
+
     # Resources -------------------------------------------------------------------------------------
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
@@ -45,7 +51,7 @@ class PlausibleMocks(pulumi.runtime.Mocks):
 
         if package == "awsx":
             # A component's outputs are not its inputs (awsx Vpc takes a NAT strategy, returns NAT gateways).
-            return f"{args.name}-{unique[:8]}", self._awsx_outputs(token, unique)
+            return f"{args.name}-{unique[:8]}", self._awsx_outputs(token, args.name, dict(args.inputs), unique)
 
         resource_id, computed = self._computed(token, module, kind, args, physical, unique)
         return resource_id, {**state, **computed}
@@ -199,15 +205,14 @@ class PlausibleMocks(pulumi.runtime.Mocks):
         generic_arn = self._arn(module, f"{kind[:1].lower()}{kind[1:]}/{physical}")
         return f"{physical}", {"arn": inputs.get("arn", generic_arn)}
 
-    def _awsx_outputs(self, token: str, unique: str) -> dict[str, Any]:
-        """awsx components are remote: under mocks they register once, without children."""
-        if token == "awsx:ec2:Vpc":
-            return {
-                "vpcId": f"vpc-{unique}",
-                "privateSubnetIds": [f"subnet-{_digest(unique + str(i), 17)}" for i in range(3)],
-                "publicSubnetIds": [f"subnet-{_digest(unique + 'p' + str(i), 17)}" for i in range(3)],
-                "isolatedSubnetIds": [],
-            }
+    def _awsx_outputs(self, token: str, name: str, inputs: dict[str, Any], unique: str) -> dict[str, Any]:
+        """awsx components are remote: under mocks they register once, without children. Their outputs are those of
+        the children offline/awsx.py models (the same ids the preview shows for them)."""
+        if token in MODELS:
+            try:
+                return MODELS[token](name, inputs, self.availability_zones()).outputs
+            except ModelError:
+                return {}  # the recording monitor reports the error, with the component's URN
         if token == "awsx:lb:ApplicationLoadBalancer":
             return {
                 "loadBalancer": {
@@ -225,7 +230,7 @@ class PlausibleMocks(pulumi.runtime.Mocks):
 
     def _invoke(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
         token = args.token
-        zones = [f"{self.region}{letter}" for letter in "abc"]
+        zones = self.availability_zones()
         if token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {
                 "accountId": ACCOUNT_ID,

@@ -4,7 +4,8 @@
     python -m offline.preview --stack prod          # one stack
     python -m offline.preview --program DIR --config FILE [--out DIR] [--policy-config FILE]
 
-Exit status: 0 clean (advisories allowed), 1 a mandatory violation, 2 the program or its configuration failed.
+Exit status: 0 clean (advisories allowed), 1 a mandatory violation, 2 an invalid stack configuration, 3 no such
+stack, program or configuration file, 4 any other failure.
 """
 
 from __future__ import annotations
@@ -23,7 +24,16 @@ import pulumi
 import yaml
 
 from infra.program import InvalidStackConfig
-from offline.engine import OfflineError, Program, ProgramRun, Registration, StackConfigFile, run_program
+from offline.awsx import SOURCE as AWSX_MODEL_SOURCE
+from offline.engine import (
+    OfflineError,
+    Program,
+    ProgramRun,
+    Registration,
+    StackConfigFile,
+    StackFileError,
+    run_program,
+)
 from offline.policy import Violation, evaluate, load_policy_config
 from policies.documents import TASK_DEFINITION_TYPE, collector_configs
 from policies.pack import DEFAULT_ENFORCEMENT_LEVEL, PACK_NAME, POLICIES
@@ -66,9 +76,40 @@ def preview(target: Target) -> PreviewResult:
     config = StackConfigFile.load(target.config, program)
     run = run_program(program, config)
     policy_config = load_policy_config(target.policy_config, POLICIES)
-    violations = evaluate(run.registrations, PACK_NAME, POLICIES, DEFAULT_ENFORCEMENT_LEVEL, policy_config)
+    # The engine analyzes every resource, a remote component's children too: the modelled ones are evaluated as well.
+    violations = evaluate(run.resources(), PACK_NAME, POLICIES, DEFAULT_ENFORCEMENT_LEVEL, policy_config)
     artifacts = write_outputs(target.out, run, violations)
     return PreviewResult(config, run, violations, time.perf_counter() - started, artifacts)
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What the preview creates, as its summary line and the README say it."""
+
+    resources: int
+    cloud: int
+    components: int
+    modelled: int
+
+    @staticmethod
+    def of(resources: Sequence[Registration]) -> Counts:
+        cloud = sum(1 for r in resources if r.custom)
+        modelled = sum(1 for r in resources if r.modelled_by)
+        return Counts(len(resources), cloud, len(resources) - cloud, modelled)
+
+    @staticmethod
+    def of_plan(plan: dict[str, Any]) -> Counts:
+        resources = plan["resources"]
+        cloud = sum(1 for r in resources if r["custom"])
+        modelled = sum(1 for r in resources if r["modelled"])
+        return Counts(len(resources), cloud, len(resources) - cloud, modelled)
+
+    def summary(self) -> str:
+        modelled = f", {self.modelled} of them modelled children of awsx components" if self.modelled else ""
+        return (
+            f"{self.resources} to create ({self.cloud} cloud resources{modelled}; "
+            f"{self.components} components incl. the stack)"
+        )
 
 
 def plan_document(run: ProgramRun, violations: Sequence[Violation]) -> dict[str, Any]:
@@ -76,9 +117,18 @@ def plan_document(run: ProgramRun, violations: Sequence[Violation]) -> dict[str,
         "stack": run.stack,
         "project": run.project,
         "resources": [
-            {"urn": r.urn, "type": r.type, "name": r.name, "parent": r.parent, "inputs": r.inputs()}
-            for r in run.registrations
+            {
+                "urn": r.urn,
+                "type": r.type,
+                "name": r.name,
+                "parent": r.parent,
+                "custom": r.custom,
+                "modelled": r.modelled_by,
+                "inputs": r.inputs(),
+            }
+            for r in run.resources()
         ],
+        "unmodelled": run.unmodelled,
         "outputs": run.outputs,
         "violations": [v.as_json() for v in violations],
     }
@@ -166,12 +216,20 @@ def _write_container_configs(out: Path, task_name: str, task_inputs: dict[str, A
 # Printing ------------------------------------------------------------------------------------------
 
 
+MODELLED_MARK = "(awsx, modelled)"
+
+
 def render_tree(run: ProgramRun) -> list[str]:
-    """The resource tree as `pulumi preview` draws it: type, name, nesting."""
+    """The resource tree as `pulumi preview` draws it: type, name, nesting. Children of awsx components, which
+    the mock runtime never sees, are drawn where the engine would put them and marked as modelled."""
+    resources = run.resources()
     children: dict[str | None, list[Registration]] = {}
-    for registration in run.registrations:
+    for registration in resources:
         children.setdefault(registration.parent, []).append(registration)
-    width = max(len(r.type) for r in run.registrations) + 8
+    depth_of: dict[str, int] = {}
+    for registration in resources:
+        depth_of[registration.urn] = depth_of.get(str(registration.parent), -1) + 1
+    width = max(len(r.type) + 3 * depth_of[r.urn] for r in resources) + 4
     lines = [f"     {'Type':<{width}}Name"]
 
     def walk(parent: str | None, prefix: str, depth: int) -> None:
@@ -180,7 +238,8 @@ def render_tree(run: ProgramRun) -> list[str]:
             last = index == len(items) - 1
             branch = ("└─ " if last else "├─ ") if depth else ""
             label = f"{prefix}{branch}{registration.type}"
-            lines.append(f" +   {label:<{width}}{registration.name}")
+            mark = f"  {MODELLED_MARK}" if registration.modelled_by else ""
+            lines.append(f" +   {label:<{width}}{registration.name}{mark}")
             walk(registration.urn, prefix + (("   " if last else "│  ") if depth else ""), depth + 1)
 
     walk(None, "", 0)
@@ -199,13 +258,11 @@ def report(result: PreviewResult, out: Path) -> str:
     lines += render_tree(run)
     for warning in run.warnings:
         lines += ["", f"warning: {warning}"]
-    custom = sum(1 for r in run.registrations if r.custom)
-    lines += [
-        "",
-        "Resources:",
-        f"    + {len(run.registrations)} to create "
-        f"({custom} cloud resources, {len(run.registrations) - custom} components incl. the stack)",
-    ]
+    for urn in run.unmodelled:
+        lines += ["", f"warning: {urn} is a remote component whose children this preview neither sees nor models"]
+    lines += ["", "Resources:", f"    + {Counts.of(run.resources()).summary()}"]
+    if run.modelled:
+        lines.append(f"      modelled from {AWSX_MODEL_SOURCE}: the mock runtime does not run awsx's own provider")
     if run.outputs:
         lines += ["", "Outputs:"]
         lines += [f"    {name:<24}: {json.dumps(value, default=str)}" for name, value in run.outputs.items()]
@@ -266,6 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", help="the stack configuration file for --program")
     parser.add_argument("--out", help="output directory (default build/<stack> or build/<program dir name>)")
     parser.add_argument("--policy-config", help="policy pack configuration JSON (default policies/config/<stack>.json)")
+    parser.add_argument("--quiet", action="store_true", help="print one summary line per stack instead of the report")
     args = parser.parse_args(argv)
 
     try:
@@ -282,10 +340,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             expected = isinstance(error, (OfflineError, pulumi.RunError))
             message = str(error) if expected else f"{type(error).__name__}: {error}"
             print(f"error: preview of {target.config} failed:\n{message}", file=sys.stderr)
-            statuses.append(EXIT_INVALID_CONFIG if isinstance(error, InvalidStackConfig) else EXIT_FAILED)
+            invalid = isinstance(error, (InvalidStackConfig, StackFileError))
+            statuses.append(EXIT_INVALID_CONFIG if invalid else EXIT_FAILED)
             continue
-        print(report(result, target.out))
-        print()
+        if args.quiet:
+            verdict = "FAILED: mandatory violations" if result.mandatory else "policies passed"
+            print(f"{result.run.stack}: {Counts.of(result.run.resources()).summary()}; {verdict}; wrote {target.out}")
+        else:
+            print(report(result, target.out))
+            print()
         if result.mandatory:
             statuses.append(EXIT_MANDATORY)
     return max(statuses)  # the worst: a program failure over bad configuration over a policy violation

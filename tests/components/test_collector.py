@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -370,6 +373,59 @@ def test_managed_settings_are_stored_and_exported(prod_preview: PreviewResult) -
     assert prod_preview.run.outputs["collectorLoadBalancerDnsName"].endswith(".elb.amazonaws.com")
 
 
+def test_managed_settings_carry_the_token_helpers_settings_from_the_identity(
+    prod_preview: PreviewResult, dev_preview: PreviewResult
+) -> None:
+    """With jwt, the env block holds what scripts/claude-otel-token needs, from collector.identity: the issuer and
+    audience the load balancer checks, and the claim names the collector reads. Without token checks, none."""
+    identity = yaml.safe_load((PROJECT_ROOT / "Pulumi.prod.yaml").read_text())["config"][f"{PROJECT}:collector"][
+        "identity"
+    ]
+    env = prod_preview.run.outputs["managedSettings"]["env"]
+    assert {key: value for key, value in env.items() if key.startswith("CLAUDE_OTEL_")} == {
+        "CLAUDE_OTEL_ISSUER": identity["issuer"],
+        "CLAUDE_OTEL_CLIENT_ID": identity["clientId"],
+        "CLAUDE_OTEL_SCOPES": "openid offline_access",
+        "CLAUDE_OTEL_AUDIENCE": identity["audience"],
+        "CLAUDE_OTEL_TOKEN": "access_token",
+        "CLAUDE_OTEL_REQUIRED_CLAIMS": ",".join(
+            identity["claims"][key] for key in ("email", "userId", "department", "team", "costCenter")
+        ),
+        "CLAUDE_OTEL_FLOW": "auto",
+    }
+    dev_env = dev_preview.run.outputs["managedSettings"]["env"]
+    assert not [key for key in dev_env if key.startswith("CLAUDE_OTEL_")]
+
+
+def test_the_token_helper_needs_nothing_but_the_rendered_settings(prod_preview: PreviewResult, tmp_path: Path) -> None:
+    """scripts/claude-otel-token run as Claude Code runs it (the env block merged into its environment), and as
+    `login` runs in a terminal (the settings file only): every setting it requires is there and valid, so it
+    asks for the one-time sign-in instead of naming a missing or invalid variable (exit 2)."""
+    settings = prod_preview.run.outputs["managedSettings"]
+    settings_file = tmp_path / "managed-settings.json"
+    settings_file.write_text(json.dumps(settings))
+    machine = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "LANG": "C.UTF-8",
+    }
+    for env in (
+        {**machine, **settings["env"], "CLAUDE_OTEL_MANAGED_SETTINGS": str(tmp_path / "none.json")},
+        {**machine, "CLAUDE_OTEL_MANAGED_SETTINGS": str(settings_file)},
+    ):
+        helper = subprocess.run(
+            [sys.executable, str(PROJECT_ROOT / "scripts" / "claude-otel-token")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert (helper.returncode, helper.stdout) == (3, ""), helper.stderr
+        assert helper.stderr.startswith("claude-otel-token: not signed in: run `claude-otel-token login`")
+
+
 def test_preview_writes_the_collector_configuration_and_settings(prod_preview: PreviewResult) -> None:
     names = {path.name for path in prod_preview.artifacts}
     assert "collector-ccm-prod-collector-task.yaml" in names
@@ -398,6 +454,8 @@ def test_arguments_from_other_programs_are_checked_too() -> None:
         "identity.issuer must be an https:// URL when mode is jwt, got 'http://idp.example.com'",
         "identity.jwks_uri must be an https:// URL when mode is jwt, got None",
         "identity.audience is required when mode is jwt",
+        "identity.client_id is required when mode is jwt: the token helper's public client (CLAUDE_OTEL_CLIENT_ID "
+        "in the managed settings)",
         "idle_timeout_seconds must be from 61 to 4000, got 60",
     ]
 

@@ -227,6 +227,14 @@ BAD_VALUES = [
         "provider, or mode none to accept unauthenticated telemetry (dev only) (Pulumi.prod.yaml)",
     ),
     (
+        "token validation without the token helper's client",
+        [f"{PROJECT}:collector", "identity", "clientId"],
+        None,
+        "collector.identity needs clientId when mode is jwt: clientId is the public client (no secret) registered "
+        "with your identity provider for the token helper, which the managed settings pass to it as "
+        "CLAUDE_OTEL_CLIENT_ID (docs/identity-providers.md) (Pulumi.prod.yaml)",
+    ),
+    (
         "token validation without a headers helper",
         [f"{PROJECT}:collector", "otelHeadersHelper"],
         None,
@@ -566,3 +574,97 @@ def test_each_problem_is_one_line_whatever_the_input() -> None:
     assert all(line.isprintable() for line in problems), problems
     assert 'collector.domainName must be a lower-case DNS name such as otel.example.com (Pulumi.prod.yaml), got ' \
         '"otel.example.com\\r\\nX-Injected: 1"' in problems  # fmt: skip
+
+
+# The token helper's settings in collector.identity, and the key helper's AWS profile -------------------------------
+
+IDENTITY_PROBLEMS: list[tuple[dict[str, Any], str]] = [
+    (
+        {"tokenUse": "id", "scopes": ["offline_access"]},
+        "collector.identity.scopes must be a list holding openid when tokenUse is id: identity providers issue an ID "
+        'token only for the openid scope (Pulumi.prod.yaml), got ["offline_access"]',
+    ),
+    (
+        {"tokenUse": "id_token"},
+        'collector.identity.tokenUse must be one of "access", "id" (Pulumi.prod.yaml), got "id_token"',
+    ),
+    (
+        {"scopes": "openid offline_access"},
+        "collector.identity.scopes must be a non-empty list of OAuth scopes such as [openid, offline_access] "
+        '(Pulumi.prod.yaml), got "openid offline_access"',
+    ),
+    (
+        {"scopes": []},
+        "collector.identity.scopes must be a non-empty list of OAuth scopes such as [openid, offline_access] "
+        "(Pulumi.prod.yaml), got []",
+    ),
+    (
+        {"scopes": ["openid offline_access"]},
+        "collector.identity.scopes[0] must be an OAuth scope: printable ASCII without spaces, quotes or backslashes "
+        '(Pulumi.prod.yaml), got "openid offline_access"',
+    ),
+    (
+        {"clientId": "my client"},
+        "collector.identity.clientId must be the client ID your identity provider gave the token helper's public "
+        'client (Pulumi.prod.yaml), got "my client"',
+    ),
+    (
+        {"flow": "pkce"},
+        'collector.identity.flow must be one of "auto", "device", "browser" (Pulumi.prod.yaml), got "pkce"',
+    ),
+    (
+        {"redirectUri": "https://localhost:8976/callback"},
+        "collector.identity.redirectUri must be a loopback http URL with a port, such as "
+        "http://localhost:8976/callback (registered with the identity provider) (Pulumi.prod.yaml), got "
+        '"https://localhost:8976/callback"',
+    ),
+    (
+        {"audienceParameter": "aud"},
+        'collector.identity.audienceParameter must be one of "audience", "resource" (Pulumi.prod.yaml), got "aud"',
+    ),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), IDENTITY_PROBLEMS, ids=[next(iter(c)) for c, _ in IDENTITY_PROBLEMS])
+def test_the_token_helpers_settings_are_checked_with_the_key_named(change: dict[str, Any], message: str) -> None:
+    raw = flat(stack_document("prod"))
+    collector = copy.deepcopy(raw[f"{PROJECT}:collector"])
+    collector["identity"].update(change)
+    raw[f"{PROJECT}:collector"] = collector
+    with pytest.raises(ConfigError) as failure:
+        parse_stack_config(raw, "Pulumi.prod.yaml")
+    assert failure.value.problems == [message]
+
+
+def test_the_token_helpers_settings_with_mode_none_are_refused_not_ignored() -> None:
+    raw = flat(stack_document("dev"))
+    collector = copy.deepcopy(raw[f"{PROJECT}:collector"])
+    collector["identity"] = {"mode": "none", "clientId": "0oa1", "tokenUse": "access"}
+    raw[f"{PROJECT}:collector"] = collector
+    with pytest.raises(ConfigError) as failure:
+        parse_stack_config(raw, "Pulumi.dev.yaml")
+    assert failure.value.problems == [
+        "collector.identity has clientId, tokenUse, the token helper's settings, which apply only when mode is jwt "
+        "(with mode none no token is sent): remove them, or set mode jwt (Pulumi.dev.yaml)"
+    ]
+
+
+def test_the_prod_identity_gives_the_token_helper_its_client_and_defaults() -> None:
+    identity = parse_stack_config(flat(stack_document("prod")), "Pulumi.prod.yaml").collector.identity
+    assert identity is not None and identity.client_id
+    assert (identity.scopes, identity.token_use, identity.flow) == (["openid", "offline_access"], "access", "auto")
+    assert identity.redirect_uri is None and identity.audience_parameter is None
+
+
+def test_the_ingest_aws_profile_is_optional_and_checked() -> None:
+    raw = flat(stack_document("prod"))
+    assert parse_stack_config(raw, "Pulumi.prod.yaml").bearer_token_ingest.aws_profile is None
+    raw[f"{PROJECT}:bearerTokenIngest"] = {**raw[f"{PROJECT}:bearerTokenIngest"], "awsProfile": "claude-code-ingest"}
+    assert parse_stack_config(raw, "Pulumi.prod.yaml").bearer_token_ingest.aws_profile == "claude-code-ingest"
+    raw[f"{PROJECT}:bearerTokenIngest"] = {**raw[f"{PROJECT}:bearerTokenIngest"], "awsProfile": "my profile"}
+    with pytest.raises(ConfigError) as failure:
+        parse_stack_config(raw, "Pulumi.prod.yaml")
+    assert failure.value.problems == [
+        "bearerTokenIngest.awsProfile must be an AWS CLI profile name every developer machine has (letters, "
+        'digits, _.@+-), such as claude-code-ingest (Pulumi.prod.yaml), got "my profile"'
+    ]

@@ -25,7 +25,7 @@ from tests.conftest import PROGRAMS, make_preview, preview_program
 
 PLAN_SCHEMA = {
     "type": "object",
-    "required": ["stack", "resources", "violations"],
+    "required": ["stack", "resources", "unmodelled", "violations"],
     "properties": {
         "stack": {"type": "string", "minLength": 1},
         "resources": {
@@ -33,16 +33,19 @@ PLAN_SCHEMA = {
             "minItems": 1,
             "items": {
                 "type": "object",
-                "required": ["urn", "type", "name", "parent", "inputs"],
+                "required": ["urn", "type", "name", "parent", "custom", "modelled", "inputs"],
                 "properties": {
                     "urn": {"type": "string", "pattern": "^urn:pulumi:"},
                     "type": {"type": "string"},
                     "name": {"type": "string"},
                     "parent": {"type": ["string", "null"]},
+                    "custom": {"type": "boolean"},
+                    "modelled": {"type": ["string", "null"]},
                     "inputs": {"type": "object"},
                 },
             },
         },
+        "unmodelled": {"type": "array", "items": {"type": "string", "pattern": "^urn:pulumi:"}},
         "violations": {
             "type": "array",
             "items": {
