@@ -14,7 +14,16 @@ import time
 from typing import Any
 
 from benchmarks.readme import write_section
-from components.collector_config import CollectorPipelineSettings, exported_series, render_collector_config
+from components.collector_config import (
+    CUSTOM_METRIC_MONTHLY_USD,
+    EXAMPLE_ORGANISATION_VALUES,
+    CollectorPipelineSettings,
+    declared_dimension_sets,
+    exported_series,
+    render_collector_config,
+    series_count,
+)
+from lambda_src.common.telemetry import COST_METRIC, TOKEN_METRIC
 
 FLEETS = (100, 1_000, 10_000)
 MODELS = ("claude-sonnet-4-5-20250929", "claude-opus-4-1-20250805", "claude-haiku-4-5-20251001")
@@ -22,8 +31,10 @@ TOKEN_TYPES = ("input", "output", "cacheRead", "cacheCreation")
 TOOLS = ("Edit", "Write", "NotebookEdit")
 DECISIONS = ("accept", "reject")
 LANGUAGES = ("Python", "TypeScript", "Go", "Java", "Markdown", "unknown")
-DEPARTMENTS, TEAMS, COST_CENTERS = 8, 40, 12
-PRICE_PER_METRIC_MONTH = 0.30  # USD, CloudWatch custom metrics, first 10,000 series
+DEPARTMENTS, TEAMS, COST_CENTERS = (
+    EXAMPLE_ORGANISATION_VALUES["*"][name] for name in ("department", "team.id", "cost_center")
+)
+PRICE_PER_METRIC_MONTH = CUSTOM_METRIC_MONTHLY_USD
 
 
 def fleet_day(users: int, seed: int = 7) -> list[tuple[str, dict[str, str]]]:
@@ -57,7 +68,7 @@ def fleet_day(users: int, seed: int = 7) -> list[tuple[str, dict[str, str]]]:
                 points.append(("claude_code.lines_of_code.count", {**base, "type": line_type}))
             for _ in range(3):
                 decision = {
-                    "tool": rng.choice(TOOLS),
+                    "tool_name": rng.choice(TOOLS),
                     "decision": rng.choice(DECISIONS),
                     "language": rng.choice(LANGUAGES),
                 }
@@ -65,7 +76,11 @@ def fleet_day(users: int, seed: int = 7) -> list[tuple[str, dict[str, str]]]:
     return points
 
 
-def exporter(rollup: str) -> dict[str, Any]:
+ALL_GROUPS_FOR_USAGE = {group: [TOKEN_METRIC, COST_METRIC] for group in ("team", "costCenter")}
+"""The opt-in a chargeback team might choose: tokens and cost per team and per cost center in CloudWatch."""
+
+
+def exporter(rollup: str, group_metrics: dict[str, list[str]] | None = None) -> dict[str, Any]:
     settings = CollectorPipelineSettings(
         region="eu-west-1",
         environment="bench",
@@ -73,6 +88,7 @@ def exporter(rollup: str) -> dict[str, Any]:
         metrics_log_group="/bench/metrics",
         events_log_group="/bench/events",
         identity_mode="jwt",
+        group_metrics=group_metrics or {},
     )
     emf = render_collector_config(settings)["exporters"]["awsemf"]
     return {**emf, "dimension_rollup_option": rollup}
@@ -80,6 +96,7 @@ def exporter(rollup: str) -> dict[str, Any]:
 
 def measure() -> list[dict[str, Any]]:
     ours, default_rollup = exporter("NoDimensionRollup"), exporter("ZeroAndSingleDimensionRollup")
+    opted_in = exporter("NoDimensionRollup", ALL_GROUPS_FOR_USAGE)
     rows = []
     for users in FLEETS:
         points = fleet_day(users)
@@ -91,6 +108,7 @@ def measure() -> list[dict[str, Any]]:
                 "users": users,
                 "points": len(points),
                 "series": series,
+                "opted_in_series": len(exported_series(opted_in, points)),
                 "default_rollup_series": len(exported_series(default_rollup, points)),
                 "seconds": seconds,
             }
@@ -98,16 +116,22 @@ def measure() -> list[dict[str, Any]]:
     return rows
 
 
+def estimated(group_metrics: dict[str, list[str]] | None = None) -> int:
+    """The same count without simulating a fleet: every combination of the fleet's values (what the preview says)."""
+    return series_count(declared_dimension_sets(group_metrics), EXAMPLE_ORGANISATION_VALUES)
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     header = (
-        "| Users | Data points per day | Series, this configuration | Per month "
-        "| Series, awsemf default roll-up | Per month |"
+        "| Users | Data points per day | Series, default sets | Per month | Series, tokens and cost per team "
+        "and cost center opted in | Per month | Series, awsemf default roll-up | Per month |"
     )
-    lines = [header, "|---:|---:|---:|---:|---:|---:|"]
+    lines = [header, "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
-        ours, default = row["series"], row["default_rollup_series"]
+        ours, opted, default = row["series"], row["opted_in_series"], row["default_rollup_series"]
         lines.append(
             f"| {row['users']:,} | {row['points']:,} | {ours:,} | ${ours * PRICE_PER_METRIC_MONTH:,.2f} "
+            f"| {opted:,} | ${opted * PRICE_PER_METRIC_MONTH:,.2f} "
             f"| {default:,} | ${default * PRICE_PER_METRIC_MONTH:,.2f} |"
         )
     return "\n".join(lines)

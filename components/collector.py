@@ -147,6 +147,9 @@ class CollectorArgs:
     network: NetworkArgs = field(default_factory=NetworkArgs)
     resource_attributes: dict[str, str] = field(default_factory=dict)
     """Organisation defaults for OTEL_RESOURCE_ATTRIBUTES in the managed settings."""
+    group_metrics: dict[str, list[str]] = field(default_factory=dict)
+    """Metrics opted in for team, cost-center or organisation dimension sets (`team` -> metric names). Off by
+    default: each adds a series per group, and the dashboard's team views read the rollups."""
     otel_headers_helper: str | None = None
     """Script on developer machines that prints the Authorization header (managed settings)."""
     alarm_topic_arn: pulumi.Input[str] | None = None
@@ -203,6 +206,7 @@ def pipeline_settings(name: str, args: CollectorArgs) -> CollectorPipelineSettin
         identity_mode=args.identity.mode,
         claims=args.identity.claims,
         grpc=args.grpc,
+        group_metrics={group: tuple(names) for group, names in args.group_metrics.items()},
     )
 
 

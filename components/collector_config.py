@@ -32,6 +32,7 @@ from lambda_src.common.telemetry import (
     COST_CENTER,
     DEPARTMENT,
     DIMENSION_NAMES,
+    GROUPS,
     METRICS,
     ORGANISATION_ATTRIBUTES,
     TEAM,
@@ -56,10 +57,19 @@ REMOVED_CLIENT_IDENTITY = (ACCOUNT_UUID, ACCOUNT_ID)
 
 BEARER_ATTRIBUTE = "ccm.bearer"
 
-# metric name -> declared dimension sets (from the telemetry contract). `[]` is the total without dimensions.
-DIMENSION_SETS: dict[str, list[list[str]]] = {
-    metric.name: [list(dimension_set) for dimension_set in metric.dimension_sets] for metric in METRICS
-}
+
+def declared_dimension_sets(group_metrics: Mapping[str, Sequence[str]] | None = None) -> dict[str, list[list[str]]]:
+    """metric name -> declared dimension sets (the telemetry contract's), with the groups each metric is opted in
+    for (`group_metrics`: group, such as `team`, -> metric names). `[]` is the total without dimensions."""
+    groups_of: dict[str, list[str]] = {}
+    for group, names in (group_metrics or {}).items():
+        for name in names:
+            groups_of.setdefault(name, []).append(GROUPS[group])
+    return {metric.name: [list(s) for s in metric.sets_for(groups_of.get(metric.name, ()))] for metric in METRICS}
+
+
+DIMENSION_SETS = declared_dimension_sets()
+"""The default sets: no metric opted in for a group."""
 
 AGGREGATE_DIMENSIONS = DIMENSION_NAMES
 
@@ -97,6 +107,8 @@ class CollectorPipelineSettings:
     identity_mode: Literal["jwt", "none"]
     claims: IdentityClaimNames = field(default_factory=IdentityClaimNames)
     grpc: bool = False
+    group_metrics: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    """Metrics opted in for a group's dimension sets (`team`, `costCenter`, `organization` -> metric names)."""
 
 
 def render_collector_config(settings: CollectorPipelineSettings) -> dict[str, Any]:
@@ -151,7 +163,7 @@ def render_collector_config(settings: CollectorPipelineSettings) -> dict[str, An
             ],
             "metric_declarations": [
                 {"metric_name_selectors": [_config_literal(f"^{re.escape(name)}$")], "dimensions": dimension_sets}
-                for name, dimension_sets in DIMENSION_SETS.items()
+                for name, dimension_sets in declared_dimension_sets(settings.group_metrics).items()
             ],
         },
         "awscloudwatchlogs/events": {
@@ -297,6 +309,40 @@ def emf_dimension_sets(
     if rollup_option in ("ZeroAndSingleDimensionRollup", "SingleDimensionRollupOnly"):
         rolled_up.extend((name,) for name in sorted(labels))
     return list(dict.fromkeys([*declared, *rolled_up]))
+
+
+EXAMPLE_ORGANISATION = "8 departments, 40 teams, 12 cost centers, 3 models"
+EXAMPLE_ORGANISATION_VALUES: Mapping[str, Mapping[str, int]] = {
+    "*": {
+        "model": 3,
+        "type": 4,
+        "department": 8,
+        "team.id": 40,
+        "cost_center": 12,
+        "organization.id": 1,
+        "decision": 2,
+        "tool_name": 3,
+        "language": 6,
+    },
+    "claude_code.lines_of_code.count": {"type": 2},
+}
+"""How many values each attribute takes in the example organisation (the series benchmark's fleet)."""
+CUSTOM_METRIC_MONTHLY_USD = 0.30
+"""CloudWatch custom metrics, first 10,000 a month (CloudWatch pricing)."""
+
+
+def series_count(declared: Mapping[str, Sequence[Sequence[str]]], values: Mapping[str, Mapping[str, int]]) -> int:
+    """CloudWatch series the declared sets make when every combination of values occurs: per metric and set, the
+    product of how many values each dimension takes (`values[metric][attribute]`, else `values["*"][attribute]`).
+    The series benchmark checks this against `exported_series` on a synthetic fleet."""
+    total = 0
+    for metric, sets in declared.items():
+        for dimension_set in sets:
+            count = 1
+            for name in dimension_set:
+                count *= values.get(metric, {}).get(name, values["*"][name])
+            total += count
+    return total
 
 
 def exported_series(

@@ -217,7 +217,6 @@ def dashboard_body(settings: DashboardBodySettings) -> dict[str, Any]:
         custom(settings, "Usage by department", "groups", dimension="department"),
         custom(settings, "Usage by team", "groups", dimension="team"),
         custom(settings, "Usage by cost center", "groups", dimension="cost_center"),
-        metric(settings, "Tokens by team over time", [expression(search(ns, [TEAM], tokens), "")], width=24),
         text("## Reliability (from the Claude Code events)"),
         custom(settings, "API errors by model and status", "api_errors"),
         custom(settings, "API latency by model", "api_latency"),

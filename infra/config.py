@@ -53,7 +53,7 @@ from lambda_src.common.quota_policies import (
     limit_rule,
     thresholds_problem,
 )
-from lambda_src.common.telemetry import CLIENT_SET_ATTRIBUTES, PER_USER_ATTRIBUTES
+from lambda_src.common.telemetry import CLIENT_SET_ATTRIBUTES, METRIC_NAMES, PER_USER_ATTRIBUTES
 
 PROJECT = "claude-code-monitoring"
 
@@ -321,6 +321,24 @@ class CollectorConfig(_Section):
         {},
         json_schema_extra={
             "allowed": "a map of organisation defaults for OTEL_RESOURCE_ATTRIBUTES (no spaces, commas, quotes)"
+        },
+    )
+    group_metrics: dict[
+        Literal["team", "costCenter", "organization"],
+        list[
+            Annotated[
+                str,
+                Field(
+                    pattern="^(" + "|".join(re.escape(name) for name in METRIC_NAMES) + ")$",
+                    json_schema_extra={"allowed": "a Claude Code metric: " + ", ".join(METRIC_NAMES)},
+                ),
+            ]
+        ],
+    ] = Field(
+        {},
+        json_schema_extra={
+            "allowed": "team, costCenter or organization, each with the metrics to chart per group in CloudWatch "
+            "(each adds a series per group and metric; the dashboard's team views read the rollups without it)"
         },
     )
     otel_headers_helper: str | None = Field(

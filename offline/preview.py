@@ -23,6 +23,12 @@ from typing import Any
 import pulumi
 import yaml
 
+from components.collector_config import (
+    CUSTOM_METRIC_MONTHLY_USD,
+    EXAMPLE_ORGANISATION,
+    EXAMPLE_ORGANISATION_VALUES,
+    series_count,
+)
 from infra.program import InvalidStackConfig
 from offline.awsx import SOURCE as AWSX_MODEL_SOURCE
 from offline.engine import (
@@ -246,6 +252,33 @@ def render_tree(run: ProgramRun) -> list[str]:
     return lines
 
 
+def metric_series_lines(registrations: Sequence[Registration]) -> list[str]:
+    """The CloudWatch metric series each collector configuration declares, estimated for the example organisation
+    (the model the series benchmark checks), and what they cost a month."""
+    lines: list[str] = []
+    for registration in registrations:
+        if registration.type != TASK_DEFINITION_TYPE:
+            continue
+        for stored in collector_configs(TASK_DEFINITION_TYPE, registration.inputs()):
+            for name, exporter in (stored.document.get("exporters") or {}).items():
+                if not str(name).startswith("awsemf"):
+                    continue
+                declared = {
+                    selector.replace("$$", "$").strip("^$").replace("\\.", "."): declaration["dimensions"]
+                    for declaration in exporter.get("metric_declarations") or []
+                    for selector in declaration["metric_name_selectors"]
+                }
+                series = series_count(declared, EXAMPLE_ORGANISATION_VALUES)
+                lines += [
+                    "",
+                    f"CloudWatch metric series ({registration.name}): {series:,}, about "
+                    f"${series * CUSTOM_METRIC_MONTHLY_USD:,.2f} a month, the same at any head count "
+                    f"(estimated for {EXAMPLE_ORGANISATION}; collector.groupMetrics opts metrics in per team, "
+                    "cost center or organisation)",
+                ]
+    return lines
+
+
 def report(result: PreviewResult, out: Path) -> str:
     run = result.run
     lines = [f"Previewing stack '{run.stack}' of '{run.project}' offline (mocks; no cloud, no Pulumi CLI)", ""]
@@ -266,6 +299,7 @@ def report(result: PreviewResult, out: Path) -> str:
     if run.outputs:
         lines += ["", "Outputs:"]
         lines += [f"    {name:<24}: {json.dumps(value, default=str)}" for name, value in run.outputs.items()]
+    lines += metric_series_lines(run.registrations)
     lines += ["", f"Policies ({PACK_NAME}):"]
     if not result.violations:
         lines.append("    no violations")

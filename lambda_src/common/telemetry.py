@@ -24,7 +24,7 @@ milliseconds); the events log group one JSON object per log record with `body`, 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +81,11 @@ EDIT_DECISIONS = ("accept", "reject")
 CLOUDWATCH_UNITS: Mapping[str | None, str] = {"tokens": "Count", "USD": "None", "s": "Seconds", None: "Count"}
 
 
+GROUP = "<group>"
+GROUPS: Mapping[str, str] = {"team": TEAM, "costCenter": COST_CENTER, "organization": ORGANIZATION_ID}
+"""The groups a stack may opt metrics in for (`collector.groupMetrics`), and the attribute of each."""
+
+
 @dataclass(frozen=True)
 class Metric:
     name: str
@@ -93,53 +98,55 @@ class Metric:
     ceiling: float = 1e9
     """The largest value one data point (one export interval of one client) can honestly carry; a larger,
     negative or non-finite value is quarantined, never summed (every metric is a counter)."""
+    group_sets: tuple[tuple[str, ...], ...] = ((GROUP,),)
+    """The sets a stack adds when it opts this metric in for a group (team, cost center, organisation):
+    GROUP stands for the group's attribute. Off by default: these sets grow with the organisation's size, and
+    the dashboard's team views read the rollups instead."""
 
     @property
     def cloudwatch_unit(self) -> str:
         return CLOUDWATCH_UNITS[self.client_unit]
 
+    def sets_for(self, groups: Iterable[str] = ()) -> tuple[tuple[str, ...], ...]:
+        """The declared sets with these group attributes opted in (such as `team.id`)."""
+        added = tuple(
+            tuple(group if name == GROUP else name for name in s) for group in groups for s in self.group_sets
+        )
+        return self.dimension_sets + tuple(s for s in added if s not in self.dimension_sets)
 
-_ORG = ((DEPARTMENT,), (TEAM,), (COST_CENTER,))
 
 METRICS: tuple[Metric, ...] = (
     Metric(
         "claude_code.token.usage",
         "tokens",
         (MODEL, TYPE, QUERY_SOURCE),
-        ((), (TYPE,), (MODEL,), (MODEL, TYPE), *_ORG, (DEPARTMENT, TYPE)),
+        ((), (TYPE,), (MODEL,), (MODEL, TYPE), (DEPARTMENT,)),
     ),
-    Metric(
-        "claude_code.cost.usage", "USD", (MODEL, QUERY_SOURCE), ((), (MODEL,), *_ORG, (DEPARTMENT, MODEL)), ceiling=1e5
-    ),
-    Metric("claude_code.session.count", None, (), ((), *_ORG), ceiling=1e4),
-    Metric("claude_code.active_time.total", "s", (TYPE,), ((), *_ORG), ceiling=31 * 86400),
-    Metric("claude_code.commit.count", None, (), ((), *_ORG), ceiling=1e5),
-    Metric("claude_code.pull_request.count", None, (), ((), *_ORG), ceiling=1e5),
+    Metric("claude_code.cost.usage", "USD", (MODEL, QUERY_SOURCE), ((), (MODEL,), (DEPARTMENT,)), ceiling=1e5),
+    Metric("claude_code.session.count", None, (), ((), (DEPARTMENT,)), ceiling=1e4),
+    Metric("claude_code.active_time.total", "s", (TYPE,), ((), (DEPARTMENT,)), ceiling=31 * 86400),
+    Metric("claude_code.commit.count", None, (), ((), (DEPARTMENT,)), ceiling=1e5),
+    Metric("claude_code.pull_request.count", None, (), ((), (DEPARTMENT,)), ceiling=1e5),
     Metric(
         "claude_code.lines_of_code.count",
         None,
         (TYPE,),
-        ((), (TYPE,), (DEPARTMENT, TYPE), (TEAM, TYPE), (COST_CENTER, TYPE)),
+        ((), (TYPE,), (DEPARTMENT, TYPE)),
+        group_sets=((GROUP, TYPE),),
     ),
     Metric(
         "claude_code.code_edit_tool.decision",
         None,
         (TOOL_NAME, DECISION, SOURCE, LANGUAGE),
-        (
-            (),
-            (DECISION,),
-            (TOOL_NAME, DECISION),
-            (LANGUAGE, DECISION),
-            (TOOL_NAME, DECISION, LANGUAGE),
-            (DEPARTMENT, DECISION),
-            (TEAM, DECISION),
-        ),
+        ((), (DECISION,), (TOOL_NAME, DECISION), (LANGUAGE, DECISION)),
+        group_sets=((GROUP, DECISION),),
     ),
 )
 METRICS_BY_NAME: Mapping[str, Metric] = {metric.name: metric for metric in METRICS}
 METRIC_NAMES = tuple(METRICS_BY_NAME)
 TOKEN_METRIC, COST_METRIC = "claude_code.token.usage", "claude_code.cost.usage"
-DIMENSION_NAMES = frozenset(name for metric in METRICS for dims in metric.dimension_sets for name in dims)
+DIMENSION_NAMES = frozenset(name for metric in METRICS for dims in metric.sets_for(GROUPS.values()) for name in dims)
+"""Every attribute a declared set may hold, with every group opted in."""
 
 # Events: the attributes each carries and their types as the client sends them ("int", "double", "string").
 EVENTS: Mapping[str, Mapping[str, str]] = {

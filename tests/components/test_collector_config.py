@@ -232,3 +232,23 @@ def test_delta_values_are_passed_through_without_a_retained_first_value() -> Non
     # keep a cumulative series' first value would count that series' whole history once per collector task.
     exporter = render_collector_config(settings_for("jwt"))["exporters"]["awsemf"]
     assert "retain_initial_value_of_delta_metric" not in exporter
+
+
+def test_series_are_bounded_by_default_and_grow_only_by_the_groups_a_stack_opts_in() -> None:
+    from benchmarks.collector_series import ALL_GROUPS_FOR_USAGE, exporter, fleet_day
+    from components.collector_config import EXAMPLE_ORGANISATION_VALUES, declared_dimension_sets, series_count
+
+    points = fleet_day(300)  # every value of the example organisation occurs
+    for groups in ({}, ALL_GROUPS_FOR_USAGE):
+        simulated = len(exported_series(exporter("NoDimensionRollup", groups), points))
+        assert series_count(declared_dimension_sets(groups), EXAMPLE_ORGANISATION_VALUES) == simulated
+    assert series_count(declared_dimension_sets(), EXAMPLE_ORGANISATION_VALUES) == 116 <= 150
+    declared = declared_dimension_sets({"team": ["claude_code.lines_of_code.count"]})
+    assert declared["claude_code.lines_of_code.count"][-1] == ["team.id", "type"]
+    assert all("team.id" not in s for name, sets in declared.items() if name != "claude_code.lines_of_code.count"
+               for s in sets)  # fmt: skip
+    rendered = render_collector_config(settings_for("jwt", group_metrics={"costCenter": ["claude_code.cost.usage"]}))
+    cost = next(
+        d for d in rendered["exporters"]["awsemf"]["metric_declarations"] if "cost" in d["metric_name_selectors"][0]
+    )
+    assert ["cost_center"] in cost["dimensions"]

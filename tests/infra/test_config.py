@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import datetime
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -668,3 +669,15 @@ def test_the_ingest_aws_profile_is_optional_and_checked() -> None:
         "bearerTokenIngest.awsProfile must be an AWS CLI profile name every developer machine has (letters, "
         'digits, _.@+-), such as claude-code-ingest (Pulumi.prod.yaml), got "my profile"'
     ]
+
+
+def test_group_metrics_name_claude_code_metrics() -> None:
+    raw = flat(stack_document("prod"))
+    raw[f"{PROJECT}:collector"] = {**raw[f"{PROJECT}:collector"], "groupMetrics": {"team": ["claude_code.token.usage"]}}
+    assert parse_stack_config(raw, "Pulumi.prod.yaml").collector.group_metrics == {"team": ["claude_code.token.usage"]}
+    raw[f"{PROJECT}:collector"]["groupMetrics"] = {"team": ["tokens"]}
+    with pytest.raises(ConfigError, match=re.escape('collector.groupMetrics["team"][0] must be a Claude Code metric')):
+        parse_stack_config(raw, "Pulumi.prod.yaml")
+    raw[f"{PROJECT}:collector"]["groupMetrics"] = {"user": ["claude_code.token.usage"]}
+    with pytest.raises(ConfigError, match=r"collector.groupMetrics"):
+        parse_stack_config(raw, "Pulumi.prod.yaml")
