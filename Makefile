@@ -8,6 +8,8 @@
 #   make cost                                     price every stack's preview plan; rewrites the README's cost table
 #   make client / make record                     the real Claude Code client (npm ci in client/); re-record its fixtures
 #   make collector                                the OpenTelemetry Collector of the image's release, for the tests
+#   make screenshots                              the dashboard's custom widgets on a synthetic fleet, into docs/images/
+#   make chromium                                 headless Chromium (Debian package) for the widget layout test
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -18,7 +20,7 @@ VENV := .venv
 RUN := $(UV) run --frozen --no-sync
 TYPED_DIRS := infra components policies lambda_src offline benchmarks collector ci_access
 
-.PHONY: setup preview cost test lint typecheck workflows pytest pytest-shifted-clock bench clean client record collector
+.PHONY: setup preview cost test lint typecheck workflows pytest pytest-shifted-clock bench clean client record collector chromium screenshots
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -59,8 +61,19 @@ workflows: setup
 collector: setup
 	$(RUN) python -m collector.build
 
-pytest: setup client collector
+# Installed once from the distribution when no Chromium is on the PATH (CI images bring one).
+CHROMIUM_NAMES := chromium chromium-browser google-chrome
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+chromium:
+	@for name in $(CHROMIUM_NAMES); do command -v $$name >/dev/null && exit 0; done; \
+	$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+
+pytest: setup client collector chromium
 	$(RUN) pytest
+
+# Renders every custom widget from the real handlers on a synthetic fleet (moto, fixed clock) and screenshots it.
+screenshots: setup chromium
+	$(RUN) python -m tests.lambda_src.dashboard_screenshots --out docs/images
 
 test: lint typecheck workflows pytest
 

@@ -125,15 +125,14 @@ def dashboard_body(settings: DashboardBodySettings) -> dict[str, Any]:
     decisions = "claude_code.code_edit_tool.decision"
     widgets: list[dict[str, Any]] = [
         text("## Claude Code usage: totals over the selected time range"),
-        metric(settings, "Total tokens", [[ns, tokens, {"label": "Tokens"}]], view="singleValue", width=4, height=4),
-        custom(settings, "Active users (distinct, exact)", "active_users", width=8, height=8),
+        metric(settings, "Total tokens", [[ns, tokens, {"label": "Tokens"}]], view="singleValue", width=8, height=3),
         metric(
             settings,
             "Sessions",
             [[ns, "claude_code.session.count", {"label": "Sessions"}]],
             view="singleValue",
-            width=4,
-            height=4,
+            width=8,
+            height=3,
         ),
         metric(
             settings,
@@ -146,35 +145,38 @@ def dashboard_body(settings: DashboardBodySettings) -> dict[str, Any]:
             ],
             view="singleValue",
             width=8,
-            height=4,
+            height=3,
         ),
-        custom(settings, "Estimated cost: today, this week, this month, and by model", "cost", width=12, height=8),
-        metric(settings, "Tokens over time", [[ns, tokens, {"label": "Tokens"}]], width=12),
+        custom(settings, "Active users (distinct, exact)", "active_users", width=10, height=7),
+        custom(settings, "Estimated cost: today, this week, this month, and by model", "cost", width=14, height=7),
+        custom(settings, "Tokens over time, by type", "tokens", width=12, height=7, split="type"),
+        metric(settings, "Tokens by model", [expression(search(ns, ["model"], tokens), "")], width=12, height=7),
         metric(
             settings,
             "Tokens by type",
             [[ns, tokens, "type", kind, {"label": kind}] for kind in ("input", "output", "cacheRead", "cacheCreation")],
+            width=12,
             stacked=True,
         ),
-        metric(settings, "Tokens by model", [expression(search(ns, ["model"], tokens), "")]),
         metric(
             settings,
             "Client-reported cost by model (USD)",
             [expression(search(ns, ["model"], "claude_code.cost.usage"), "")],
+            width=12,
         ),
         text("## Users (from the DynamoDB rollups: every user, exact, whatever the fleet size)"),
-        custom(settings, "Top users by tokens today", "top_users", width=12, height=8, measure="tokens", period="day"),
+        custom(settings, "Top users by tokens today", "top_users", width=12, height=7, measure="tokens", period="day"),
         custom(
             settings,
             "Top users by cost this month",
             "top_users",
             width=12,
-            height=8,
+            height=7,
             measure="cost_usd",
             period="month",
         ),
         *(
-            [custom(settings, "Users near or over quota (latest quota run)", "quota", width=24, height=8)]
+            [custom(settings, "Users near or over quota (latest quota run)", "quota", width=24, height=6)]
             if settings.quota
             else []
         ),
@@ -214,13 +216,14 @@ def dashboard_body(settings: DashboardBodySettings) -> dict[str, Any]:
             [expression(search(ns, ["decision", "language"], decisions), "")],
         ),
         text("## Organisation"),
-        custom(settings, "Usage by department", "groups", dimension="department"),
-        custom(settings, "Usage by team", "groups", dimension="team"),
-        custom(settings, "Usage by cost center", "groups", dimension="cost_center"),
+        custom(settings, "Usage by department", "groups", height=7, dimension="department"),
+        custom(settings, "Usage by team", "groups", height=7, dimension="team"),
+        custom(settings, "Usage by cost center", "groups", height=7, dimension="cost_center"),
+        custom(settings, "Estimated cost by team per day", "groups", width=12, height=7, dimension="team", view="days"),
         text("## Reliability (from the Claude Code events)"),
-        custom(settings, "API errors by model and status", "api_errors"),
-        custom(settings, "API latency by model", "api_latency"),
-        custom(settings, "Tool success rate", "tool_results"),
+        custom(settings, "API errors by model and status", "api_errors", height=7),
+        custom(settings, "API latency by model", "api_latency", height=7),
+        custom(settings, "Tool success rate", "tool_results", height=7),
         metric(
             settings,
             "Bedrock throttles and errors by model",
@@ -232,7 +235,7 @@ def dashboard_body(settings: DashboardBodySettings) -> dict[str, Any]:
         ),
         text("## Data quality and pipeline health"),
         custom(
-            settings, "Data quality: attribution, client versions, rejected data", "data_quality", width=8, height=8
+            settings, "Data quality: attribution, client versions, rejected data", "data_quality", width=8, height=9
         ),
         metric(
             settings,
@@ -257,7 +260,7 @@ def dashboard_body(settings: DashboardBodySettings) -> dict[str, Any]:
                     {"stat": "Minimum", "yAxis": "right", "label": "Healthy tasks"},
                 ],
             ],
-            height=8,
+            height=9,
         ),
         metric(
             settings,
@@ -274,7 +277,7 @@ def dashboard_body(settings: DashboardBodySettings) -> dict[str, Any]:
                 [".", "MemoryUtilization", ".", ".", ".", "."],
             ],
             stat="Average",
-            height=8,
+            height=9,
         ),
         metric(
             settings,

@@ -7,8 +7,10 @@ from __future__ import annotations
 import html
 import json
 import re
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,8 +22,20 @@ from botocore.stub import Stubber
 from lambda_src.common import rollups as keys
 from lambda_src.common.dynamodb import ATTEMPTS
 from lambda_src.dashboard_widget import handler as widget_handler
-from lambda_src.dashboard_widget.handler import MAX_DAYS, STYLE, WIDGETS, RollupReader, render, time_range
+from lambda_src.dashboard_widget.handler import (
+    MAX_DAYS,
+    STYLE,
+    WIDGETS,
+    Canvas,
+    RollupReader,
+    canvas_of,
+    render,
+    time_range,
+    timeline,
+)
 from tests.clock import Clock
+from tests.lambda_src import dashboard_screenshots as screenshots
+from tests.lambda_src.dashboard_screenshots import Rollups, write_near_quota
 from tests.lambda_src.rollup_table import SONNET, SONNET_VERSION, Deployed, usage
 from tests.telemetry import (
     EVENTS_LOG_GROUP,
@@ -38,6 +52,7 @@ UTC_ZONE = ZoneInfo("UTC")
 PARAMS: dict[str, dict[str, Any]] = {
     "active_users": {},
     "cost": {},
+    "tokens": {"split": "type"},
     "top_users": {"measure": "tokens", "period": "day", "limit": 5},
     "groups": {"dimension": "team"},
     "api_errors": {},
@@ -45,6 +60,7 @@ PARAMS: dict[str, dict[str, Any]] = {
     "tool_results": {},
     "data_quality": {},
     "quota": {},
+    "user": {"user": "dev00000@example.com"},
 }
 
 
@@ -104,22 +120,29 @@ def test_the_widgets_show_the_rollups(deployed: Deployed) -> None:
     fill(deployed, fleet(3))
 
     active, _ = show(deployed, "active_users")
-    assert '<span class="big">3</span> distinct users on 2026-11-23' in active
-    assert "2026-11-23T12:00Z" in active
+    assert '<span class="big">3</span><small>distinct users on Mon 23 Nov</small>' in active
+    assert "Mon 23 Nov 12:00–12:05 UTC: 3 distinct users" in active  # the 5-minute bucket, as a hover shows it
+    assert "times in UTC" in active
 
     cost, _ = show(deployed, "cost")
     # 1 + 2 + 3 minutes of work at $0.0105 each
     assert cost.count("$0.06") >= 3 and SONNET_VERSION in cost
+    # a range of just over three hours has 15-minute columns (an hour each for a day, a day each for a month)
+    assert "Mon 23 Nov 12:00–12:15 UTC" in cost and "Estimated cost per 15 minutes by model" in cost
+
+    tokens, _ = show(deployed, "tokens")
+    assert "cache read" in tokens and "Tokens per 15 minutes by type" in tokens
 
     top, _ = show(deployed, "top_users", measure="cost_usd", period="month", limit=2)
     assert top.index("dev00002@example.com") < top.index("dev00001@example.com")
     assert "dev00000@example.com" not in top and "Top 2 by cost, month 2026-11" in top
+    assert "<cwdb-action" in top and "Pull requests" in top  # every counter, in the popup a click opens
 
     teams, _ = show(deployed, "groups", dimension="team")
     assert "team-0" in teams and "team-2" in teams
 
     errors, _ = show(deployed, "api_errors")
-    assert "529" in errors and "50.0%" in errors
+    assert "529 overloaded" in errors and "50.0%" in errors
 
     latency, _ = show(deployed, "api_latency")
     assert "1.20 s" in latency and "≤ 2 s" in latency
@@ -128,8 +151,11 @@ def test_the_widgets_show_the_rollups(deployed: Deployed) -> None:
     assert "Bash" in tools and "50.0%" in tools
 
     quality, _ = show(deployed, "data_quality")
-    assert "0.0%</span> of tokens without a user" in quality and "2.0.14" in quality
+    assert "0.0%</span><small>of tokens without a user</small>" in quality and "2.0.14" in quality
     assert "Models without a price" not in quality and "not charted" not in quality
+
+    person, _ = show(deployed, "user", user="dev00002@example.com")
+    assert "dev00002@example.com" in person and "$0.03" in person and "Minutes with activity per hour" in person
 
 
 def test_data_quality_shows_unpriced_models_and_events_it_does_not_chart(deployed: Deployed) -> None:
@@ -145,9 +171,9 @@ def test_data_quality_shows_unpriced_models_and_events_it_does_not_chart(deploye
     )
     deployed.deliver(logs_batch(EVENTS_LOG_GROUP, [claude_event(NOON, ada, "assistant_response", response_length=6)]))
     quality, _ = show(deployed, "data_quality")
-    assert "Models without a price: costed at the client's figure" in quality
-    assert "<td>claude-opus-5-5</td><td>5,000</td><td>$0.25</td>" in quality
-    assert "<td>assistant_response</td><td>1</td>" in quality
+    assert "Models without a price: costed at the client&#x27;s figure" in quality
+    assert '<span title="claude-opus-5-5">claude-opus-5-5</span></td><td class="">5,000 tokens, $0.25</td>' in quality
+    assert '<span title="assistant_response">assistant_response</span></td><td class="">1</td>' in quality
 
 
 def test_an_unknown_widget_or_dimension_says_what_is_allowed(deployed: Deployed) -> None:
@@ -159,7 +185,12 @@ def test_an_unknown_widget_or_dimension_says_what_is_allowed(deployed: Deployed)
 
 def test_describe_returns_the_widget_documentation() -> None:
     output = render({"describe": True}, RollupReader(None, "unused"), UTC_ZONE, NOON)
-    assert isinstance(output, dict) and "top_users" in output["markdown"]
+    assert isinstance(output, dict) and "top_users" in output["markdown"] and "`split`" in output["markdown"]
+
+
+def test_a_user_widget_without_a_user_says_what_to_set(deployed: Deployed) -> None:
+    text = send(deployed, widget_event("user", NOON - timedelta(hours=3), NOON))
+    assert "the user parameter is null, not a name" in text and "Set the user parameter" in text
 
 
 def test_the_range_follows_the_zoom_and_is_bounded() -> None:
@@ -406,7 +437,7 @@ class NeverProcessed:
 
 def test_a_batch_read_that_never_completes_says_the_table_is_throttled(deployed: Deployed) -> None:
     fill(deployed, fleet(3))
-    client, pauses = NeverProcessed(deployed.dynamodb), []
+    client, pauses = NeverProcessed(deployed.dynamodb), list[float]()
     reader = RollupReader(client, deployed.table, pause=pauses.append)
     text = send(deployed, widget_event("top_users", NOON - timedelta(hours=3), NOON, limit=3), reader)
     assert (
@@ -516,3 +547,202 @@ def test_an_incomplete_environment_says_what_to_check(
     assert f"the function's environment is incomplete ({says}" in text and "TABLE_NAME and TIME_ZONE" in text
     (record,) = logged(capsys)
     assert record["level"] == "ERROR" and record["problem"] == "environment"
+
+
+# Charts that fit their box, in the reporting time zone, with readable labels and every value escaped -----------
+
+
+def test_the_widget_lays_out_for_the_size_and_theme_cloudwatch_sends() -> None:
+    assert canvas_of({"width": 588, "height": 369, "theme": "dark"}) == Canvas(582, 363, "dark")
+    assert canvas_of({}) == canvas_of({"width": "wide", "height": None, "theme": MARK}) == Canvas(594, 314, "light")
+    assert canvas_of({"width": 10**400, "height": -5}) == Canvas(3994, 154, "light")
+    assert canvas_of({"width": float("nan"), "height": float("inf")}) == Canvas(594, 314, "light")
+
+
+def test_tables_take_the_columns_that_fit_in_order_of_importance(deployed: Deployed) -> None:
+    fill(deployed, fleet(3))
+    headers = {}
+    for width, theme in ((420, "light"), (1000, "dark")):
+        event = widget_event("top_users", NOON - timedelta(hours=3), NOON)
+        event["widgetContext"].update({"width": width, "height": 300, "theme": theme})
+        output = render(event, RollupReader(deployed.dynamodb, deployed.table), UTC_ZONE, NOON)
+        assert isinstance(output, str) and f'<div class="cw {theme}" style="width:{width - 6}px">' in output
+        headers[width] = re.findall(r"<th[^>]*>([^<]*)</th>", output)
+    assert headers[420] == ["#", "User", "", "Tokens", "Cost"]
+    assert headers[1000][:6] == ["#", "User", "", "Tokens", "Cost", "Team"] and "Sessions" in headers[1000]
+
+
+@pytest.mark.parametrize(
+    ("hours", "step", "first"),
+    [
+        (3, 300, "Mon 23 Nov 14:00–14:05 CET"),
+        (10, 900, "Mon 23 Nov 07:00–07:15 CET"),
+        (24, 3600, None),
+        (240, None, None),
+    ],
+)
+def test_time_charts_use_sensible_buckets_in_the_reporting_time_zone(hours: int, step: int | None, first: str) -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    end = datetime(2026, 11, 23, 16, 0, tzinfo=UTC)  # 17:00 in Berlin
+    line = timeline(time_range(range_context(end - timedelta(hours=hours), end), berlin, end), berlin)
+    assert line.step == step
+    if step is None:
+        assert [slot.tick for slot in line.slots][-2:] == ["22 Nov", "23 Nov"] and len(line.slots) == 11
+    else:
+        assert len(line.slots) == hours * 3600 // step
+        local = [datetime.fromtimestamp(start, berlin) for start in line.starts]
+        assert all(at.minute % (step // 60 if step < 3600 else 60) == 0 for at in local)
+        assert first is None or line.slots[0].label == first
+    assert line.zone_label == "Europe/Berlin, CET"
+
+
+def range_context(start: datetime, end: datetime) -> dict[str, Any]:
+    return {"timeRange": {"start": int(start.timestamp() * 1000), "end": int(end.timestamp() * 1000)}}
+
+
+def test_hours_and_days_are_those_of_the_reporting_time_zone(aws_client: Any, clock: Clock) -> None:
+    berlin = Deployed(aws_client, f"rollups-berlin-{uuid.uuid4().hex[:8]}", clock, time_zone="Europe/Berlin")
+    fill(berlin, fleet(2))
+    reader = RollupReader(berlin.dynamodb, berlin.table)
+    output = render(widget_event("cost", NOON - timedelta(hours=24), NOON), reader, ZoneInfo("Europe/Berlin"), NOON)
+    assert isinstance(output, str)
+    assert "Mon 23 Nov 13:00–14:00 CET: $0.03" in output  # the work at 12:01 UTC, in the hour of 13:00 in Berlin
+    assert "Mon 23 Nov 12:00–13:00 CET: $0.00" in output and "times in Europe/Berlin, CET" in output
+
+
+def test_quota_policies_and_limits_are_named_as_people_say_them(deployed: Deployed) -> None:
+    rollups = Rollups(deployed.dynamodb, deployed.table, UTC_ZONE)
+    write_near_quota(
+        rollups,
+        NOON,
+        [
+            ("grace@example.com", "daily_usd", 31.7, 25, 126.8, 158.0, "team#support-tools"),
+            ("ada@example.com", "daily_tokens", 4_650_000, 5_000_000, 93.0, 118.0, "user#ada@example.com"),
+            ("alan@example.com", "monthly_usd", 355.0, 400, 88.8, 122.0, "default"),
+            ("joan@example.com", "monthly_tokens", 81e6, 1e8, 81.0, 109.0, "department#data"),
+        ],
+    )
+    wide = widget_event("quota", NOON - timedelta(hours=3), NOON)
+    wide["widgetContext"].update({"width": 1800, "height": 300})
+    output = render(wide, RollupReader(deployed.dynamodb, deployed.table), UTC_ZONE, NOON)
+    assert isinstance(output, str)
+    for label in ("Team policy: support-tools", "Own policy", "Default policy", "Department policy: data"):
+        assert label in output
+    assert "team#" not in output and "department#" not in output
+    assert "daily USD limit" in output and "$31.70 / $25.00" in output and "4.65M / 5.00M" in output
+    assert "Mon 23 Nov 11:54 UTC" in output  # when the monitor ran, in the reporting zone
+
+
+HOSTILE = '<img class="pwned" src=x>'
+"""Markup in every name a client or a policy can set: it must come back as text, never as an element."""
+
+
+def hostile_deliveries(at: datetime) -> list[bytes]:
+    villain = Developer(
+        email=f"{HOSTILE}@example.com",
+        department=f"</td><b class=pwned>{HOSTILE}",
+        team=f'"><i class="pwned">t</i>{HOSTILE}',
+        cost_center=f"CC-{HOSTILE}",
+        session="s-villain",
+        app_version=f"2.0{HOSTILE}",
+    )
+    model = f"claude-{HOSTILE}"
+    metrics = [event for minute in range(3) for event in usage(at + timedelta(minutes=5 * minute), villain, 40)]
+    metrics.append(emf_event(at, villain, {"claude_code.token.usage": 9000}, model=model, type="input"))
+    metrics.append(emf_event(at, villain, {"claude_code.cost.usage": 0.5}, model=model))
+    events = [
+        api_request(at, villain, model, (10, 20, 30, 40), 0.01),
+        claude_event(at, villain, "api_error", model=model, status_code=f"5{HOSTILE}", duration_ms="50"),
+        claude_event(at, villain, "tool_result", tool_name=f"Bash{HOSTILE}", success="false", duration_ms="12"),
+        claude_event(at, villain, f"thing{HOSTILE}"),
+    ]
+    return [logs_batch(METRICS_LOG_GROUP, metrics), logs_batch(EVENTS_LOG_GROUP, events)]
+
+
+HOSTILE_QUOTA = [(f"{HOSTILE}@example.com", "daily_usd", 99.0, 25, 396.0, 500.0, f"team#{HOSTILE}")]
+
+
+@pytest.fixture
+def screenshot_fleet(aws_client: Callable[[str], Any]) -> Rollups:
+    """A smaller fleet than `make screenshots` draws (14 people, 4 days, in Europe/Berlin), and a villain."""
+    at = screenshots.NOW - timedelta(hours=2)
+    rollups = screenshots.fill_fleet(
+        aws_client("dynamodb"), f"rollups-fleet-{uuid.uuid4().hex[:8]}", count=14, days=4, extra=hostile_deliveries(at)
+    )
+    write_near_quota(rollups, screenshots.NOW, [*HOSTILE_QUOTA, *screenshots_default_quota()])
+    return rollups
+
+
+def screenshots_default_quota() -> list[screenshots.NearEntry]:
+    return [("ada.lovelace@example.com", "daily_tokens", 4.65e6, 5e6, 93.0, 118.0, "user#ada.lovelace@example.com")]
+
+
+def every_shot() -> list[screenshots.Shot]:
+    """Every custom widget of the dashboard body, and the user drill-down (not in the body) at 8 by 7."""
+    return [
+        *screenshots.shots(),
+        screenshots.Shot("User", {"widget": "user", "user": f"{HOSTILE}@example.com"}, 0, 0, 8, 7),
+    ]
+
+
+class Elements(HTMLParser):
+    """The elements of a widget's HTML as a browser's parser sees them: tag and attributes."""
+
+    def __init__(self, markup: str) -> None:
+        super().__init__()
+        self.found: list[tuple[str, dict[str, str | None]]] = []
+        self.feed(markup)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.found.append((tag, dict(attrs)))
+
+
+def test_hostile_names_come_back_as_text_in_every_widget(screenshot_fleet: Rollups) -> None:
+    for shot in every_shot():
+        for hours in (24, 96):
+            output = screenshots.render_shot(screenshot_fleet, shot, shot.pixels(), hours=hours)
+            assert "Cannot show this widget" not in output, shot.name
+            if shot.params["widget"] not in ("active_users", "tokens"):  # counts only, no names
+                assert HOSTILE in html.unescape(output), shot.name  # shown, as text
+            for tag, attributes in Elements(output).found:
+                assert tag not in ("script", "img", "iframe", "use", "foreignobject"), (shot.name, tag)
+                assert "pwned" not in (attributes.get("class") or ""), (shot.name, tag, attributes)
+                assert not [name for name in attributes if name.startswith("on") or name in ("src", "href")], (
+                    shot.name,
+                    attributes,
+                )
+
+
+def test_every_widget_fits_its_box_at_its_dashboard_size(screenshot_fleet: Rollups) -> None:
+    """Each widget rendered at the size the dashboard body gives it, on a wide and a laptop screen, for a day and
+    for four days, in light and dark: laid out by headless Chromium, no box scrolls and no hostile name became
+    an element."""
+    binary = screenshots.chromium()
+    if binary is None:
+        pytest.skip("chromium is not installed: `make test` installs it (make chromium)")
+    frames = []
+    top = 0
+    for shot in every_shot():
+        for unit in (screenshots.UNIT_PX, screenshots.NARROW_UNIT_PX):
+            for hours, theme in ((24, "light"), (96, "dark")):
+                size = shot.pixels(unit)
+                content = screenshots.render_shot(screenshot_fleet, shot, size, theme, hours)
+                frames.append((f"{shot.name} {unit} {hours} h", 0, top, size[0], size[1], content))
+                top += size[1] + 60
+    measured = screenshots.measure(binary, screenshots.page_html(frames, "light", measure=True))
+    assert len(measured) == len(frames)
+    problems = [
+        (frame[0], box)
+        for frame, box in zip(frames, measured, strict=True)
+        if box["sw"] > box["cw"] or box["sh"] > box["ch"] or box["injected"]
+    ]
+    assert problems == []
+
+
+@pytest.mark.parametrize("widget", sorted(WIDGETS))
+def test_a_range_without_length_still_renders(deployed: Deployed, widget: str) -> None:
+    fill(deployed, fleet(2))
+    reader = RollupReader(deployed.dynamodb, deployed.table)
+    at = NOON.replace(minute=0)  # on a bucket's start
+    output = render(widget_event(widget, at, at, **PARAMS[widget]), reader, UTC_ZONE, NOON)
+    assert isinstance(output, str) and "Cannot show this widget" not in output
