@@ -130,7 +130,7 @@ class Usage:
     active_minutes_per_hour: float = 15
     metric_events_per_active_minute: float = 6
     claude_events_per_active_minute: float = 2
-    metric_event_bytes: float = 877
+    metric_event_bytes: float = 822
     claude_event_bytes: float = 842
     rollup_items_per_active_hour: float = 336_023 / 10_000
     aggregator_events_per_second: float = 9_703
