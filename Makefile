@@ -3,7 +3,7 @@
 #   make preview STACK=prod                       one stack
 #   make preview PROGRAM=DIR CONFIG=FILE [OUT=DIR] [POLICY_CONFIG=FILE]   any Pulumi Python program
 #   make test                                     ruff, mypy, actionlint, zizmor, pytest
-#   make pytest-shifted-clock [FAKETIME=...]     pytest again under a shifted wall clock (Debian faketime)
+#   make pytest-shifted-clock [SHIFTED_CLOCK=...] pytest again under a shifted wall clock (Debian faketime)
 #   make bench                                    benchmarks (run on purpose; results go to docs/)
 #   make cost                                     price every stack's preview plan; rewrites the README's cost table
 #   make client / make record                     the real Claude Code client (npm ci in client/); re-record its fixtures
@@ -78,10 +78,10 @@ screenshots: setup chromium
 test: lint typecheck workflows pytest
 
 # No test may depend on today's date: the suite passes again with the wall clock moved (the clock keeps running).
-FAKETIME ?= 2028-02-29 23:30:00
+SHIFTED_CLOCK ?= 2028-02-29 23:30:00
 pytest-shifted-clock: setup
 	@command -v faketime >/dev/null || { echo "faketime is missing: apt-get install faketime" >&2; exit 1; }
-	TZ=UTC faketime '$(FAKETIME)' $(VENV)/bin/python -m pytest -q -p no:cacheprovider
+	TZ=UTC faketime '$(SHIFTED_CLOCK)' $(VENV)/bin/python -m pytest -q -p no:cacheprovider
 
 bench: setup
 	$(RUN) python -m benchmarks.collector_series --write-readme
