@@ -79,7 +79,7 @@ test: lint typecheck workflows pytest
 
 # No test may depend on today's date: the suite passes again with the wall clock moved (the clock keeps running).
 SHIFTED_CLOCK ?= 2028-02-29 23:30:00
-pytest-shifted-clock: setup
+pytest-shifted-clock: setup client collector chromium
 	@command -v faketime >/dev/null || { echo "faketime is missing: apt-get install faketime" >&2; exit 1; }
 	TZ=UTC faketime '$(SHIFTED_CLOCK)' $(VENV)/bin/python -m pytest -q -p no:cacheprovider
 
