@@ -12,7 +12,6 @@ import json
 import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -22,15 +21,13 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 
 from tests.harness import claude_client as cc
 from tests.harness.fake_anthropic import Text
+from tests.harness.live_pipeline import LiveRun as Live
 from tests.harness.record import (
     DATED_MODEL,
     FIXTURES,
     SESSIONS,
     TEST_TOKEN,
-    Point,
-    Record,
     ledger_totals,
-    log_records,
     metric_points,
     parse_header_lines,
     shape,
@@ -92,43 +89,12 @@ EVENT_TYPES: dict[str, dict[str, str]] = {
 EVENT_COMMON = {"event.name": "string", "event.timestamp": "string", "event.sequence": "int"}
 
 
-@dataclass(frozen=True)
-class Live:
-    result: cc.SessionResult
-    metrics: list[dict[str, Any]]
-    logs: list[dict[str, Any]]
-
-    @property
-    def points(self) -> list[Point]:
-        return metric_points(self.metrics)
-
-    @property
-    def records(self) -> list[Record]:
-        return log_records(self.logs)
-
-    @property
-    def items(self) -> list[Point | Record]:
-        """Every metric point and every log record."""
-        return [*self.points, *self.records]
-
-    def named(self, metric: str) -> list[Point]:
-        return [point for point in self.points if point.name == metric]
-
-    def events(self, name: str) -> list[Record]:
-        return [record for record in self.records if record.event == name]
-
-
 def _run(spec: cc.SessionSpec) -> Live:
     try:
         cc.require_client()
     except cc.ClientMissingError as missing:
         pytest.fail(f"{missing}. The live client tests need it: `make client` installs it.")
-    result = cc.run_session(spec)
-    return Live(
-        result=result,
-        metrics=[request.body_dict() for request in result.of("metrics")],
-        logs=[request.body_dict() for request in result.of("logs")],
-    )
+    return Live(cc.run_session(spec))
 
 
 @pytest.fixture(scope="module")
