@@ -13,7 +13,7 @@ import random
 import time
 from typing import Any
 
-from benchmarks.readme import write_section
+from benchmarks.readme import write_headlines, write_section
 from components.collector_config import (
     CUSTOM_METRIC_MONTHLY_USD,
     EXAMPLE_ORGANISATION_VALUES,
@@ -148,6 +148,19 @@ def main() -> None:
         print(f"{row['users']:>6} users: {row['points']:,} points modelled in {row['seconds']:.2f} s")
     if args.write_readme:
         write_section("collector-series", text)
+        write_headlines("collector-series", headlines(rows))
+
+
+def headlines(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    smallest, largest = rows[0], rows[-1]
+    return [
+        (
+            f"CloudWatch metric series, default sets, {largest['users']:,} developers",
+            f"{largest['series']:,} (${largest['series'] * PRICE_PER_METRIC_MONTH:,.2f} a month); "
+            f"{smallest['series']:,} at {smallest['users']:,}",
+            "[Collector](docs/collector.md#metrics-aggregate-dimensions-only)",
+        )
+    ]
 
 
 if __name__ == "__main__":

@@ -3,14 +3,22 @@
 
 Aggregator: every user works 15 random minutes of the hour and exports, each of those minutes, tokens of the
 four types, cost and active time (awsemf log events); the collector's log events reach the aggregator in
-deliveries of up to 5,000 log events per minute. Measured on one core: log events and data points per second,
-peak memory of one delivery (tracemalloc), DynamoDB items written per delivery against the distinct items its
-rollup touches, and the items written when every delivery is retried (must be 0). The table is an in-memory
-stand-in with DynamoDB's transaction semantics for what the aggregator uses (ledger and version conditions).
+deliveries of up to 5,000 log events per minute. Measured on one core, in CPU seconds (time.process_time), the
+median of `--repeat` runs over the whole hour: log events and data points per CPU second, peak memory of one
+delivery (tracemalloc), DynamoDB items written per delivery against the distinct items its rollup touches, and
+the items written when every delivery is retried (must be 0). The table is an in-memory stand-in with DynamoDB's
+transaction semantics for what the aggregator uses (ledger and version conditions); every run must leave the
+same table, and the fast reading of a metrics delivery must give the rollups of the reference reading.
+
+The deployed function also pays the AWS SDK's CPU: the calls of the first deliveries are replayed through a
+real botocore DynamoDB client whose requests never leave the process (a `before-send` hook answers with what the
+in-memory table answered), with parameter validation as deployed (off) and as botocore's default (on). From
+these, the cost per million log events of the aggregator's Lambda, beside what AWS's Claude Code guidance
+(Logs Insights queries every 5 minutes over the same log group) would pay for scanning the same hour.
 
 Widget: the same rollups for 100 and for 10,000 users are written to a table in moto (127.0.0.1), and every
 widget is rendered once on each: the items read must be the same. Run: `make bench` (`--write-readme` updates
-the README section between the dashboard markers).
+the section between the dashboard markers in docs/).
 """
 
 from __future__ import annotations
@@ -20,24 +28,59 @@ import contextlib
 import io
 import json
 import random
+import statistics
 import time
 import tracemalloc
-from collections import defaultdict
+from collections import Counter, defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import boto3
+from botocore.awsrequest import AWSResponse
+from botocore.config import Config
+
 from benchmarks.moto_dynamodb import moto_dynamodb
-from benchmarks.readme import write_section
+from benchmarks.readme import write_headlines, write_section
 from lambda_src.common.log_records import read_logs_batch
-from lambda_src.dashboard_aggregator.handler import RollupStore, Settings, aggregate, delivery_id, rollup_batch
+from lambda_src.dashboard_aggregator.handler import (
+    DYNAMODB_CONFIG,
+    RollupStore,
+    Settings,
+    aggregate,
+    delivery_id,
+    number,
+    reference_rollup_batch,
+    rollup_batch,
+)
 from tests.lambda_src.memory_table import MemoryTable
 from tests.telemetry import METRICS_LOG_GROUP, Developer, emf_event, logs_batch, subscription_event
 
 USERS = 10_000
 ACTIVE_MINUTES = 15
 DELIVERY_EVENTS = 5_000
+REPEAT = 3
+CLIENT_DELIVERIES = 12
 HOUR = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+# Prices (us-east-1, list): check your region.
+LAMBDA_ARM_GB_SECOND = 0.0000133334
+LAMBDA_REQUEST = 0.20 / 1_000_000
+LAMBDA_FULL_VCPU_MB = 1769
+"""At this much memory a function has one vCPU; below it, memory/1,769 of one, so a CPU-bound second costs
+1,769/1,024 GB-seconds whatever the memory."""
+AGGREGATOR_MEMORY_MB = 512
+DYNAMODB_CALL_SECONDS = 0.010
+"""An assumed round trip to DynamoDB (a transaction of up to 100 items, a batch get): the function waits, billed."""
+LOGS_INSIGHTS_GB_SCANNED = 0.005
+GUIDANCE_QUERIES = 10
+"""Logs Insights queries the guidance's metrics aggregator starts every 5 minutes, each over the last 5 minutes of
+the metrics log group (total tokens, active users and their details, cache, top users, operations, languages,
+commits, lines, per-model rates; one more with fine-grained quotas)."""
+DYNAMODB_WRITE_UNIT = 0.625 / 1_000_000
+TRANSACTION_WRITE_UNITS = 2
+"""A transactional write of an item of up to 1 KB."""
 
 
 def arrival() -> float:
@@ -80,20 +123,156 @@ def deliveries(users: int, active_minutes: int = ACTIVE_MINUTES, seed: int = 7) 
     return payloads, events, points
 
 
-def bench_aggregator(users: int) -> dict[str, Any]:
-    payloads, log_events, points = deliveries(users)
+class RecordingTable:
+    """The in-memory table, counting the calls the aggregator makes and keeping those of the first deliveries
+    (operation, request, response) for the client replay."""
+
+    def __init__(self, table: MemoryTable) -> None:
+        self.table = table
+        self.exceptions = table.exceptions
+        self.calls: Counter[str] = Counter()
+        self.seconds = 0.0
+        """CPU seconds spent in the stand-in itself (the deployed function runs the AWS SDK instead)."""
+        self.recording = False
+        self.recorded: list[tuple[str, dict[str, Any], Any]] = []
+
+    def _call(self, operation: str, **request: Any) -> Any:
+        self.calls[operation] += 1
+        started = time.process_time()
+        response = getattr(self.table, operation)(**request)
+        self.seconds += time.process_time() - started
+        if self.recording:
+            self.recorded.append((operation, request, projected(response, request)))
+        return response
+
+    def transact_write_items(self, **request: Any) -> Any:
+        return self._call("transact_write_items", **request)
+
+    def batch_get_item(self, **request: Any) -> Any:
+        return self._call("batch_get_item", **request)
+
+    def get_item(self, **request: Any) -> Any:
+        return self._call("get_item", **request)
+
+    def put_item(self, **request: Any) -> Any:
+        return self._call("put_item", **request)
+
+
+def projected(response: Any, request: dict[str, Any]) -> Any:
+    """A batch get's answer as DynamoDB gives it: only the attributes asked for (the in-memory table gives all)."""
+    if not response or "RequestItems" not in request:
+        return response
+    ((table, asked),) = request["RequestItems"].items()
+    names = asked.get("ExpressionAttributeNames", {})
+    wanted = {names.get(part.strip(), part.strip()) for part in asked.get("ProjectionExpression", "").split(",")}
+    items = [
+        {name: value for name, value in item.items() if name in wanted or not wanted}
+        for item in response["Responses"][table]
+    ]
+    return {"Responses": {table: items}}
+
+
+@dataclass
+class Run:
+    seconds: float
+    table_seconds: float
+    table: MemoryTable
+    calls: Counter[str]
+    writes_per_delivery: list[int]
+    recorded: list[tuple[str, dict[str, Any], Any]]
+
+
+def aggregator_run(payloads: list[bytes], record_deliveries: int = 0) -> Run:
+    """One pass over the hour on a fresh table, in CPU seconds."""
     table = MemoryTable()
-    store = RollupStore(table, "rollups", arrival, pause=lambda _: None)
-    writes_per_delivery, distinct_per_delivery = [], []
+    client = RecordingTable(table)
+    store = RollupStore(client, "rollups", arrival, pause=lambda _: None)
+    writes = []
     started = time.process_time()
     with contextlib.redirect_stdout(io.StringIO()):
-        for payload in payloads:
+        for index, payload in enumerate(payloads):
+            client.recording = index < record_deliveries
             before = table.written
             aggregate(subscription_event(payload), SETTINGS, store, lambda _: None, arrival)
-            writes_per_delivery.append(table.written - before)
-    elapsed = time.process_time() - started
+            writes.append(table.written - before)
+    seconds = time.process_time() - started
+    return Run(seconds, client.seconds, table, client.calls, writes, client.recorded)
+
+
+def canonical(rollup: Any) -> tuple[Any, ...]:
+    """A rollup as DynamoDB would see it (numbers as written)."""
+    return (
+        {key: {name: number(value)["N"] for name, value in sums.items()} for key, sums in rollup.counters.items()},
+        dict(rollup.expires),
+        {key: dict(labels) for key, labels in rollup.labels.items() if labels},
+        {key: sorted(buckets) for key, buckets in rollup.presence.items()},
+        dict(rollup.user_groups),
+        rollup.quarantined,
+        rollup.data_points,
+    )
+
+
+class Body:
+    """A response body botocore reads (urllib3's stream)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def stream(self, **_: Any) -> list[bytes]:
+        return [self.data]
+
+
+def client_seconds_per_item(recorded: list[tuple[str, dict[str, Any], Any]], validation: bool) -> float:
+    """CPU seconds of a real botocore client per item written, replaying the recorded calls: each request is
+    validated (or not), serialised and signed, and the table's recorded answer parsed; nothing is sent."""
+    client = boto3.client(
+        "dynamodb",
+        region_name="us-east-1",
+        aws_access_key_id="benchmark",
+        aws_secret_access_key="benchmark",  # noqa: S106 - never sent anywhere
+        config=Config(parameter_validation=validation, retries={"max_attempts": 0}),
+    )
+    answer = [b"{}"]
+
+    def send(request: Any, **_: Any) -> AWSResponse:
+        return AWSResponse(request.url, 200, {"x-amzn-RequestId": "benchmark"}, Body(answer[0]))
+
+    client.meta.events.register("before-send.dynamodb", send)
+    calls = [
+        (getattr(client, operation), request, json.dumps(response or {}).encode())
+        for operation, request, response in recorded
+    ]
+    items = sum(
+        len(request["TransactItems"]) if operation == "transact_write_items" else operation == "put_item"
+        for operation, request, _ in recorded
+    )
+    call, request, body = calls[0]
+    answer[0] = body
+    call(**request)  # the service model and handlers load once, in the first call
+    started = time.process_time()
+    for call, request, body in calls:
+        answer[0] = body
+        call(**request)
+    return (time.process_time() - started) / items
+
+
+def bench_aggregator(users: int, repeat: int = REPEAT) -> dict[str, Any]:
+    payloads, log_events, points = deliveries(users)
+    runs = [aggregator_run(payloads, CLIENT_DELIVERIES if index == 0 else 0) for index in range(repeat)]
+    if any(run.table.items != runs[0].table.items for run in runs[1:]):
+        raise SystemExit("the runs left different tables")
+    first = runs[0]
+    seconds = statistics.median(run.seconds for run in runs)
+    own_seconds = statistics.median(run.seconds - run.table_seconds for run in runs)
+    distinct_per_delivery = []
     for payload in payloads:
-        rollup = rollup_batch(read_logs_batch(payload), SETTINGS, HOUR.timestamp())
+        batch = read_logs_batch(payload)
+        with contextlib.redirect_stdout(io.StringIO()):
+            rollup = rollup_batch(batch, SETTINGS, arrival())
+            if payload is payloads[len(payloads) // 2] and canonical(rollup) != canonical(
+                reference_rollup_batch(batch, SETTINGS, arrival())
+            ):
+                raise SystemExit("the fast reading of a delivery differs from the reference reading")
         distinct_per_delivery.append(len(rollup.counters) + sum(len(b) for b in rollup.presence.values()))
     tracemalloc.start()
     with contextlib.redirect_stdout(io.StringIO()):
@@ -106,24 +285,68 @@ def bench_aggregator(users: int) -> dict[str, Any]:
         )
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    retried_before = table.written
+    retried_before = first.table.written
+    store = RollupStore(first.table, "rollups", arrival, pause=lambda _: None)
     with contextlib.redirect_stdout(io.StringIO()):
         for payload in payloads:
             aggregate(subscription_event(payload), SETTINGS, store, lambda _: None, arrival)
-    return {
+    client_off = client_seconds_per_item(first.recorded, validation=DYNAMODB_CONFIG.parameter_validation)
+    client_on = client_seconds_per_item(first.recorded, validation=True)
+    log_bytes = sum(
+        len(event["message"].encode()) for payload in payloads for event in read_logs_batch(payload)["logEvents"]
+    )
+    result = {
         "users": users,
         "log_events": log_events,
         "data_points": points,
         "deliveries": len(payloads),
-        "seconds": elapsed,
-        "log_events_per_second": log_events / elapsed,
-        "points_per_second": points / elapsed,
+        "runs_seconds": [round(run.seconds, 2) for run in runs],
+        "seconds": seconds,
+        "own_seconds": own_seconds,
+        "own_log_events_per_second": log_events / own_seconds,
+        "log_events_per_second": log_events / seconds,
+        "points_per_second": points / own_seconds,
         "peak_mib": peak / 2**20,
-        "writes": sum(writes_per_delivery),
-        "writes_per_delivery_max": max(writes_per_delivery),
+        "writes": sum(first.writes_per_delivery),
+        "writes_per_delivery_max": max(first.writes_per_delivery),
         "distinct_items_per_delivery_max": max(distinct_per_delivery),
-        "retry_writes": table.written - retried_before,
+        "retry_writes": first.table.written - retried_before,
         "deliveries_ids_distinct": len({delivery_id(read_logs_batch(p)) for p in payloads}) == len(payloads),
+        "calls": dict(first.calls),
+        "client_us_per_item": client_off * 1e6,
+        "client_us_per_item_validated": client_on * 1e6,
+        "log_bytes": log_bytes,
+    }
+    result["cost"] = cost_per_million(result)
+    return result
+
+
+def cost_per_million(result: dict[str, Any]) -> dict[str, float]:
+    """USD per million log events: the aggregator's Lambda, and the guidance's Logs Insights scans."""
+    scale = 1_000_000 / result["log_events"]
+    items = result["writes"] * scale
+    own_cpu = result["own_seconds"] * scale
+    client_cpu = result["client_us_per_item"] / 1e6 * items
+    gb_seconds_per_cpu_second = LAMBDA_FULL_VCPU_MB / 1024
+    compute = (own_cpu + client_cpu) * gb_seconds_per_cpu_second * LAMBDA_ARM_GB_SECOND
+    calls = sum(result["calls"].values()) * scale
+    waiting = calls * DYNAMODB_CALL_SECONDS * AGGREGATOR_MEMORY_MB / 1024 * LAMBDA_ARM_GB_SECOND
+    requests = result["deliveries"] * scale * LAMBDA_REQUEST
+    lambda_total = compute + waiting + requests
+    scanned_gb = result["log_bytes"] * scale / 1e9 * GUIDANCE_QUERIES
+    insights = scanned_gb * LOGS_INSIGHTS_GB_SCANNED
+    return {
+        "own_cpu_seconds": own_cpu,
+        "client_cpu_seconds": client_cpu,
+        "compute": compute,
+        "calls": calls,
+        "waiting": waiting,
+        "requests": requests,
+        "lambda": lambda_total,
+        "scanned_gb": scanned_gb,
+        "insights": insights,
+        "ratio": insights / lambda_total,
+        "dynamodb_writes": items * TRANSACTION_WRITE_UNITS * DYNAMODB_WRITE_UNIT,
     }
 
 
@@ -148,8 +371,10 @@ def bench_widget(users: int) -> int:
             )
         reader = RollupReader(client, table)
         end = HOUR + timedelta(hours=1)
+        user = min(key[0].removeprefix("USER#") for key in memory.items if key[0].startswith("USER#"))
         for widget in WIDGETS:
             params = {"widget": widget, "measure": "cost_usd", "period": "day", "limit": 10, "dimension": "team"}
+            params["user"] = user  # the user widget's; the others ignore it
             event = {
                 "widgetContext": {
                     "params": params,
@@ -164,21 +389,45 @@ def bench_widget(users: int) -> int:
 
 
 def report(aggregator: dict[str, Any], reads: dict[int, int]) -> str:
-    a = aggregator
+    a, c = aggregator, aggregator["cost"]
     return "\n".join(
         [
             f"Aggregator, one core, synthetic hour of {a['users']:,} users ({a['log_events']:,} log events, "
-            f"{a['data_points']:,} data points, {a['deliveries']} deliveries of up to {DELIVERY_EVENTS:,} log events):",
+            f"{a['data_points']:,} data points, {a['deliveries']} deliveries of up to {DELIVERY_EVENTS:,} log events), "
+            f"median of {len(a['runs_seconds'])} runs:",
             "",
             "| Measure | Value |",
             "|---|---|",
-            f"| Log events per second | {a['log_events_per_second']:,.0f} |",
-            f"| Data points per second | {a['points_per_second']:,.0f} |",
+            f"| Log events per CPU second, the aggregator's code | {a['own_log_events_per_second']:,.0f} |",
+            f"| Log events per CPU second, with the in-memory table's own time | {a['log_events_per_second']:,.0f} |",
+            f"| Data points per CPU second, the aggregator's code | {a['points_per_second']:,.0f} |",
             f"| Peak memory of one delivery | {a['peak_mib']:.0f} MiB |",
             f"| DynamoDB items written, whole hour | {a['writes']:,} |",
             f"| Items written per delivery, most | {a['writes_per_delivery_max']:,} "
             f"(distinct items and user buckets it touches: {a['distinct_items_per_delivery_max']:,}) |",
             f"| Items written when every delivery is retried | {a['retry_writes']} |",
+            f"| AWS SDK CPU per item written, as deployed (parameter validation off) | "
+            f"{a['client_us_per_item']:,.0f} µs |",
+            f"| The same with botocore's parameter validation | {a['client_us_per_item_validated']:,.0f} µs |",
+            "",
+            "Cost per million log events (us-east-1 list prices: Lambda on arm64 $0.0000133334 per GB-second and "
+            "$0.20 per million requests; Logs Insights $0.005 per GB scanned; DynamoDB $0.625 per million write "
+            "units):",
+            "",
+            "| | USD per million log events |",
+            "|---|---:|",
+            f"| Aggregator Lambda: CPU ({c['own_cpu_seconds']:,.0f} s of ours, {c['client_cpu_seconds']:,.0f} s "
+            f"of the SDK; a CPU second is {LAMBDA_FULL_VCPU_MB / 1024:.3f} GB-seconds below "
+            f"{LAMBDA_FULL_VCPU_MB:,} MB) | {c['compute']:.4f} |",
+            f"| Aggregator Lambda: waiting on DynamoDB ({c['calls']:,.0f} calls at an assumed "
+            f"{DYNAMODB_CALL_SECONDS * 1000:.0f} ms, {AGGREGATOR_MEMORY_MB} MB) | {c['waiting']:.4f} |",
+            f"| Aggregator Lambda: requests (one per delivery) | {c['requests']:.4f} |",
+            f"| **Aggregator Lambda** | **{c['lambda']:.4f}** |",
+            f"| **Logs Insights, {GUIDANCE_QUERIES} queries every 5 minutes over the last 5 minutes** "
+            f"({c['scanned_gb']:.1f} GB scanned) | **{c['insights']:.4f}** |",
+            f"| Ratio: Logs Insights to the aggregator's Lambda | {c['ratio']:.0f} × |",
+            f"| For scale: the aggregator's DynamoDB writes ({TRANSACTION_WRITE_UNITS} write units an item) "
+            f"| {c['dynamodb_writes']:.2f} |",
             "",
             "Widget function, every widget rendered once over the last 3 hours:",
             "",
@@ -192,15 +441,34 @@ def report(aggregator: dict[str, Any], reads: dict[int, int]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--users", type=int, default=USERS)
+    parser.add_argument("--repeat", type=int, default=REPEAT, help="aggregator runs; the median is reported")
     parser.add_argument("--write-readme", action="store_true")
     options = parser.parse_args()
-    aggregator = bench_aggregator(options.users)
+    aggregator = bench_aggregator(options.users, options.repeat)
     reads = {100: bench_widget(100), options.users: bench_widget(options.users)}
     text = report(aggregator, reads)
     print(text)
-    print(json.dumps(aggregator))
+    print(json.dumps(aggregator, default=str))
     if options.write_readme:
         write_section("dashboard", text)
+        write_headlines("dashboard", headlines(aggregator))
+
+
+def headlines(aggregator: dict[str, Any]) -> list[tuple[str, str, str]]:
+    cost, details = aggregator["cost"], "[Dashboard](docs/dashboard.md)"
+    return [
+        (
+            "Dashboard aggregator",
+            f"{aggregator['own_log_events_per_second']:,.0f} log events per CPU second "
+            f"({aggregator['log_events_per_second']:,.0f} with the benchmark's in-memory table)",
+            details,
+        ),
+        (
+            "Aggregator's Lambda against Logs Insights every 5 minutes (AWS's guidance), per million log events",
+            f"${cost['lambda']:.4f} against ${cost['insights']:.4f}: Logs Insights costs {cost['ratio']:.0f} × as much",
+            details,
+        ),
+    ]
 
 
 if __name__ == "__main__":

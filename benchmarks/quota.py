@@ -25,7 +25,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from benchmarks.moto_dynamodb import moto_dynamodb
-from benchmarks.readme import write_section
+from benchmarks.readme import write_headlines, write_section
 from lambda_src.common import rollups as keys
 from lambda_src.common.quota_policies import QuotaPolicy
 from lambda_src.quota_monitor.handler import (
@@ -260,6 +260,19 @@ def main() -> None:
     print(json.dumps(result))
     if options.write_readme:
         write_section("quota", text)
+        write_headlines("quota", headlines())
+
+
+def headlines() -> list[tuple[str, str, str]]:
+    modelled = modelled_seconds(100_000, 15_000)
+    return [
+        (
+            "Quota monitor, 100,000 users, 15,000 crossing a threshold in one run",
+            f"about {modelled['total']:.0f} s of the {LAMBDA_TIMEOUT_SECONDS} s timeout (a latency model); "
+            f"the limit is about {alerts_within_timeout(100_000):,} alerts a run",
+            "[Quota](docs/quota.md)",
+        )
+    ]
 
 
 if __name__ == "__main__":

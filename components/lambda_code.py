@@ -1,9 +1,20 @@
-"""Lambda functions from lambda_src/: the deployment package (the function's folder and the shared code,
-nothing else) and the function itself with its role and log group."""
+"""Lambda functions from lambda_src/: the deployment package (the function's folder, the shared code, and the
+compiled libraries the code imports beyond the runtime) and the function itself with its role and log group.
+
+The libraries come from the wheels uv.lock pins for the functions' platform (CPython 3.12 on arm64, Amazon
+Linux 2023): the lock already records every platform's wheel and its hash. uv installs that wheel, checked
+against the hash, into build/lambda-dependencies/ the first time a preview needs it (from the package index,
+or uv's cache); after that the package is built offline, and every machine builds the same one.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import tempfile
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +25,140 @@ import pulumi_aws as aws
 
 from components.iam import service_trust_policy
 
-LAMBDA_SRC = Path(__file__).resolve().parent.parent / "lambda_src"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+LAMBDA_SRC = PROJECT_ROOT / "lambda_src"
 SHARED_PACKAGES = ("common",)
 LAMBDA_RUNTIME = "python3.12"
+LAMBDA_ARCHITECTURE = "arm64"
+LAMBDA_PYTHON = LAMBDA_RUNTIME.removeprefix("python")
+LAMBDA_PYTHON_TAG = "cp" + LAMBDA_PYTHON.replace(".", "")
+LAMBDA_GLIBC = (2, 34)
+"""The C library of the runtime (Amazon Linux 2023): a manylinux wheel up to this glibc runs there."""
+LAMBDA_PLATFORM = f"aarch64-manylinux_{LAMBDA_GLIBC[0]}_{LAMBDA_GLIBC[1]}"
+"""uv's name for the functions' platform."""
+LAMBDA_DEPENDENCIES = ("orjson",)
+"""What lambda_src imports beyond the standard library and the runtime's own boto3 and botocore."""
+RUNTIME_PROVIDED = ("boto3", "botocore")
+LOCK_FILE = PROJECT_ROOT / "uv.lock"
+DEPENDENCY_CACHE = PROJECT_ROOT / "build" / "lambda-dependencies"
+
+
+@dataclass(frozen=True)
+class LockedWheel:
+    """A wheel of a locked package, as uv.lock records it."""
+
+    name: str
+    version: str
+    filename: str
+    sha256: str
+
+    @property
+    def tags(self) -> tuple[str, str, tuple[str, ...]]:
+        """(python tag, ABI tag, platform tags) from the file name."""
+        python, abi, platform = self.filename.removesuffix(".whl").split("-")[-3:]
+        return python, abi, tuple(platform.split("."))
+
+
+def runs_on_lambda(wheel: LockedWheel) -> bool:
+    """Whether the wheel runs on the functions' runtime: CPython 3.12 (or the stable ABI, or pure Python) on
+    a manylinux aarch64 no newer than the runtime's glibc."""
+    python, abi, platforms = wheel.tags
+    if python not in (LAMBDA_PYTHON_TAG, "py3") and not (abi == "abi3" and python.startswith("cp3")):
+        return False
+    if platforms == ("any",):
+        return True
+    for platform in platforms:
+        if platform == "manylinux2014_aarch64":
+            return True
+        if platform.startswith("manylinux_") and platform.endswith("_aarch64"):
+            major, minor = (int(part) for part in platform.split("_")[1:3])
+            if (major, minor) <= LAMBDA_GLIBC:
+                return True
+    return False
+
+
+def locked_wheel(name: str, lock_file: Path = LOCK_FILE) -> LockedWheel:
+    """The wheel of `name` that uv.lock pins for the functions' platform."""
+    lock = tomllib.loads(lock_file.read_text())
+    packages = [package for package in lock.get("package", []) if package.get("name") == name]
+    if len(packages) != 1:
+        raise ValueError(f"uv.lock pins {len(packages)} versions of {name}, not one")
+    (package,) = packages
+    wheels = [
+        LockedWheel(name, package["version"], wheel["url"].rsplit("/", 1)[-1], wheel["hash"].removeprefix("sha256:"))
+        for wheel in package.get("wheels", [])
+    ]
+    fitting = [wheel for wheel in wheels if runs_on_lambda(wheel)]
+    if len(fitting) != 1:
+        raise ValueError(f"uv.lock has {len(fitting)} wheels of {name} {package['version']} for {LAMBDA_PLATFORM}")
+    return fitting[0]
+
+
+def uv_command() -> str:
+    """The uv that runs this program (`uv run` says which), else the Makefile's, else one on PATH."""
+    for candidate in (os.environ.get("UV"), str(PROJECT_ROOT / ".tools" / "bin" / "uv"), shutil.which("uv")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    raise RuntimeError("uv is needed to build the Lambda packages' dependencies: run `make setup`")
+
+
+def dependency_folder(wheel: LockedWheel, cache: Path = DEPENDENCY_CACHE) -> Path:
+    """The wheel installed for the functions' platform, once per version and hash: from uv's cache when it
+    has it, else from the package index (a fresh machine's first preview)."""
+    folder = cache / f"{wheel.name}-{wheel.version}-{LAMBDA_PYTHON_TAG}-{LAMBDA_PLATFORM}-{wheel.sha256[:12]}"
+    if (folder / ".complete").is_file():
+        return folder
+    cache.mkdir(parents=True, exist_ok=True)
+    environment = {name: value for name, value in os.environ.items() if name != "UV_COMPILE_BYTECODE"}
+    with tempfile.TemporaryDirectory(dir=cache) as scratch:
+        requirements = Path(scratch) / "requirements.txt"
+        requirements.write_text(f"{wheel.name}=={wheel.version} --hash=sha256:{wheel.sha256}\n")
+        target = Path(scratch) / "target"
+        command = [
+            uv_command(),
+            "pip",
+            "install",
+            "--quiet",
+            "--no-config",
+            "--target",
+            str(target),
+            "--python-platform",
+            LAMBDA_PLATFORM,
+            "--python-version",
+            LAMBDA_PYTHON,
+            "--only-binary",
+            ":all:",
+            "--no-deps",
+            "--require-hashes",
+            "--requirement",
+            str(requirements),
+        ]
+        for attempt in ([*command, "--offline"], command):  # uv's cache first, then the package index
+            shutil.rmtree(target, ignore_errors=True)
+            installed = subprocess.run(attempt, env=environment, capture_output=True, text=True, check=False)  # noqa: S603
+            if installed.returncode == 0:
+                break
+        else:
+            raise RuntimeError(f"could not install {wheel.filename} for the Lambda package: {installed.stderr}")
+        (target / ".complete").write_text(wheel.filename + "\n")
+        try:
+            target.rename(folder)
+        except OSError:
+            if not (folder / ".complete").is_file():  # not another preview's install of the same wheel
+                raise
+    return folder
+
+
+def dependency_files(names: Sequence[str] = LAMBDA_DEPENDENCIES) -> dict[str, Path]:
+    """Archive path -> file of the locked dependencies, installed for the functions' platform."""
+    files: dict[str, Path] = {}
+    for name in names:
+        folder = dependency_folder(locked_wheel(name))
+        for path in sorted(folder.rglob("*")):
+            relative = path.relative_to(folder)
+            if path.is_file() and not any(part.startswith(".") or part == "__pycache__" for part in relative.parts):
+                files[relative.as_posix()] = path
+    return files
 
 
 def package_files(function: str) -> dict[str, Path]:
@@ -31,8 +173,13 @@ def package_files(function: str) -> dict[str, Path]:
     return files
 
 
+def archive_files(function: str) -> dict[str, Path]:
+    """Everything the function's package holds: its code and the dependencies the code imports."""
+    return {**package_files(function), **dependency_files()}
+
+
 def function_code(function: str) -> pulumi.AssetArchive:
-    return pulumi.AssetArchive({name: pulumi.FileAsset(str(path)) for name, path in package_files(function).items()})
+    return pulumi.AssetArchive({name: pulumi.FileAsset(str(path)) for name, path in archive_files(function).items()})
 
 
 def handler_name(function: str) -> str:
@@ -128,7 +275,7 @@ def python_function(
         name=resource_name,
         description=description,
         runtime=LAMBDA_RUNTIME,
-        architectures=["arm64"],
+        architectures=[LAMBDA_ARCHITECTURE],
         handler=handler_name(folder),
         code=function_code(folder),
         role=role.arn,

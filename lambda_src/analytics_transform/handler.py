@@ -6,7 +6,8 @@ For each Firehose record:
 - a data message becomes rows (every data point of every EMF log event, or one row per Claude Code event).
   Rows of one partition that fit in one record are returned Ok with that partition's keys. Rows that span
   partitions (a batch across an hour boundary, a late event) or do not fit are put back into the same stream,
-  one record per partition and chunk, and the original is Dropped; rows come back through here unchanged;
+  one record per partition and chunk, and the original is Dropped; rows come back through here unchanged (a
+  record of one partition as it is, without being read again);
 - a log event that cannot be parsed is put back as a quarantine record, which this function marks
   ProcessingFailed, so Firehose writes it under the error prefix while the rest of its batch goes on;
 - a record that cannot be decoded at all is ProcessingFailed, and so is a record whose rows could not be put
@@ -21,13 +22,13 @@ import base64
 import binascii
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import boto3
-
+from lambda_src.common import aws
 from lambda_src.common.clock import Seconds, wall_clock_seconds
 from lambda_src.common.log_records import (
     MalformedLogEventError,
@@ -172,11 +173,36 @@ def decide_log_batch(
     return settle(record_id, rows, quarantine)
 
 
+ROW_START = b'{"event_time":"'
+"""How every lake row this function writes begins (its first column)."""
+PARTITION_STAMP = re.compile(rb"\d{4}-\d{2}-\d{2}T\d{2}")
+
+
+def one_partition(payload: bytes) -> Partition | None:
+    """The partition of a put-back record every line of which is a row of the same hour, as this function
+    writes them (the event time first), within a record's size; None for anything else."""
+    end = len(ROW_START) + 13
+    if not payload.startswith(ROW_START) or not payload.endswith(b"\n") or len(payload) > MAX_RECORD_BYTES:
+        return None
+    stamp = payload[len(ROW_START) : end]
+    if PARTITION_STAMP.fullmatch(stamp) is None:
+        return None
+    if payload.count(b"\n" + payload[:end]) != payload.count(b"\n") - 1:
+        return None
+    text = stamp.decode()
+    return text[:10], text[11:13]
+
+
 def decide_put_back(record_id: str, payload: bytes) -> Decision:
-    """A record this function put back: rows of one table, or a quarantine record."""
+    """A record this function put back: rows of one table, or a quarantine record. Rows of one partition
+    that fit in a record (as this function puts them back) are returned as they are, not read again: they
+    are the bytes writing the rows again would give."""
+    partition = one_partition(payload)
+    if partition is not None:
+        return Decision(record_id, "Ok", data=payload, partition=partition, rows=payload.count(b"\n"))
     rows: list[Row] = []
     try:
-        for line in payload.decode().splitlines():
+        for line in payload.decode().split("\n"):  # rows are written as UTF-8: U+2028 and the like stay in them
             if not line.strip():
                 continue
             values = parse_json(line)
@@ -319,5 +345,5 @@ def transform(
 
 def handler(event: Mapping[str, Any], context: Any, clock: Seconds = wall_clock_seconds) -> dict[str, Any]:
     stream_name = str(event["deliveryStreamArn"]).rsplit("/", 1)[-1]
-    put = firehose_put(boto3.client("firehose"), stream_name)
+    put = firehose_put(aws.client("firehose"), stream_name)
     return transform(event, Settings.from_environment(os.environ), put, clock)

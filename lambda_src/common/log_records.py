@@ -6,6 +6,11 @@ row. Rows carry the lake's columns (lake_schema): documented attributes typed, e
 map, the user attributed by `user_key`, the model normalised to its priced version, the time in UTC.
 A log event that cannot become rows raises MalformedLogEventError (or a JSON error) with a reason that is safe
 to log.
+
+JSON is read and written with orjson, and every value is what the standard library's json would give: a
+document orjson could read differently (an integer beyond 64 bits, which it makes a float; NaN and Infinity,
+lone surrogates, a byte order mark, deep nesting, which it refuses) is read by json instead, so the reasons
+and values stay the same. Rows are written as UTF-8 where json wrote escapes: the same values.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from lambda_src.common.lake_schema import EVENTS_COLUMNS, METRICS_COLUMNS, Column
 from lambda_src.common.pricing import DEFAULT_PRICE_TABLE, PriceTable, model_version
@@ -60,7 +67,16 @@ class Row:
     values: dict[str, Any]
 
     def encoded(self) -> bytes:
-        return (json.dumps(self.values, separators=(",", ":"), allow_nan=False) + "\n").encode()
+        return dumps_line(self.values)
+
+
+def dumps_line(values: Mapping[str, Any]) -> bytes:
+    """One JSON line. orjson writes UTF-8 where json escapes, the same values; a value orjson cannot write (a
+    lone surrogate, an integer beyond 64 bits) is written by json."""
+    try:
+        return orjson.dumps(values, option=orjson.OPT_APPEND_NEWLINE)
+    except TypeError:
+        return (json.dumps(values, separators=(",", ":"), allow_nan=False) + "\n").encode()
 
 
 # Values ---------------------------------------------------------------------------------------------------
@@ -70,12 +86,95 @@ def _reject_constant(name: str) -> float:
     raise MalformedLogEventError(f"non-finite number {name}")
 
 
+_DIGITS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x2D if byte == 0x2D else 0x20 for byte in range(256))
+_LONG_NUMBER, _LONG_NEGATIVE = b"0" * 20, b"-" + b"0" * 19
+"""Where orjson could read as a float an integer json keeps exact: 20 digits or more (orjson keeps integers
+below 2**64), or minus and 19 digits (above -2**63)."""
+_MAX_CONTAINERS = 256
+"""Fewer arrays and objects than this nest too shallow for either parser to refuse."""
+_BIG = 2.0**63
+
+
 def parse_json(text: str | bytes) -> Any:
-    """json.loads that refuses NaN and Infinity (a lake row must hold real numbers)."""
+    """json.loads that refuses NaN and Infinity (a lake row must hold real numbers), read with orjson when
+    orjson reads it the same: no integer it could make a float (checked on the text, strings included), not
+    deeply nested; what orjson refuses is read (and refused, with json's reason) by json."""
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    shape = raw.translate(_DIGITS)
+    if (
+        _LONG_NUMBER not in shape
+        and _LONG_NEGATIVE not in shape
+        and raw.count(b"[") + raw.count(b"{") < _MAX_CONTAINERS
+    ):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
     return json.loads(text, parse_constant=_reject_constant)
 
 
+def _plain(value: Any, depth: int = 0) -> bool:
+    """No float json would have read as an integer (orjson makes floats of integers beyond 64 bits), and
+    shallow. Walks the structure: for a delivery, whose log event ids are long runs of digits."""
+    if depth > 32:
+        return False
+    kind = type(value)
+    if kind is float:
+        return -_BIG < value < _BIG
+    if kind is dict:
+        return all(_plain(item, depth + 1) for item in value.values() if type(item) is not str)
+    if kind is list:
+        return all(_plain(item, depth + 1) for item in value if type(item) is not str)
+    return True
+
+
+def _plain_batch(document: Any) -> bool:
+    """_plain for a delivery, its log events' ids, times and messages looked at without a call each."""
+    if type(document) is not dict:
+        return _plain(document)
+    for name, value in document.items():
+        if name == "logEvents" and type(value) is list:
+            for log_event in value:
+                if type(log_event) is not dict:
+                    if not _plain(log_event, 1):
+                        return False
+                    continue
+                for item in log_event.values():
+                    kind = type(item)
+                    if kind is not str and kind is not int and not _plain(item, 2):
+                        return False
+        elif type(value) is not str and not _plain(value, 1):
+            return False
+    return True
+
+
+def parse_batch(data: bytes) -> Any:
+    """A delivery's JSON document, as json reads it (with parse_json's refusals), read with orjson when that
+    is the same."""
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass
+    else:
+        if _plain_batch(document):
+            return document
+    return json.loads(data, parse_constant=_reject_constant)
+
+
+_SECOND_PREFIXES: dict[int, str] = {}
+_FAST_TIME_LIMIT_MS = 4_000_000_000_000
+"""Up to here (year 2096) a whole number of milliseconds survives the division by 1000 to the microsecond."""
+
+
 def iso_time(milliseconds: float) -> str:
+    if type(milliseconds) is int and 0 <= milliseconds < _FAST_TIME_LIMIT_MS:
+        second, millisecond = divmod(milliseconds, 1000)
+        prefix = _SECOND_PREFIXES.get(second)
+        if prefix is None:
+            if len(_SECOND_PREFIXES) >= 100_000:
+                _SECOND_PREFIXES.clear()
+            prefix = _SECOND_PREFIXES[second] = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        return f"{prefix}{millisecond:03d}Z"
     moment = datetime.fromtimestamp(milliseconds / 1000, UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
@@ -113,6 +212,8 @@ def coerce(value: Any, column_type: str) -> Any:
     """The value in the column's type, or None when it does not fit (the caller keeps the raw text)."""
     if value is None:
         return None
+    if type(value) is str and column_type == "string":
+        return value
     if column_type == "string":
         return as_text(value)
     if column_type == "boolean":
@@ -144,11 +245,65 @@ def coerce(value: Any, column_type: str) -> Any:
     return None
 
 
+@dataclass(frozen=True)
+class ColumnIndex:
+    """Where each attribute goes in a column list (built once per list)."""
+
+    columns: Sequence[Column]
+    positions: dict[str, tuple[int, ...]]
+    """attribute name -> positions of the columns it can fill"""
+    one_to_one: bool
+    """Every column reads at most one attribute and every attribute fills one column."""
+
+
+_COLUMN_INDEX: dict[int, ColumnIndex] = {}
+
+
+def _column_index(columns: Sequence[Column]) -> ColumnIndex:
+    cached = _COLUMN_INDEX.get(id(columns))
+    if cached is None or cached.columns is not columns:
+        index: dict[str, list[int]] = {}
+        for position, column in enumerate(columns):
+            for name in column.attributes:
+                index.setdefault(name, []).append(position)
+        cached = _COLUMN_INDEX[id(columns)] = ColumnIndex(
+            columns,
+            {name: tuple(found) for name, found in index.items()},
+            all(len(column.attributes) <= 1 for column in columns) and all(len(f) == 1 for f in index.values()),
+        )
+    return cached
+
+
 def fill_columns(columns: Sequence[Column], sources: Sequence[dict[str, Any]], row: dict[str, Any]) -> None:
     """Set each attribute column from the first source that has the attribute; consumed attributes leave their
-    source, a value that does not fit its column stays there as text."""
-    for column in columns:
-        found = next(((source, name) for name in column.attributes for source in sources if name in source), None)
+    source, a value that does not fit its column stays there as text. Columns none of whose attributes is
+    present are skipped without a look (sources only lose attributes here)."""
+    index = _column_index(columns)
+    if len(sources) == 1 and index.one_to_one:
+        # One source, one column per attribute: each attribute is settled on its own, in any order.
+        (source,) = sources
+        for name in [name for name in source if name in index.positions]:
+            column = columns[index.positions[name][0]]
+            raw = source[name]
+            value = raw if type(raw) is str and column.type == "string" else coerce(raw, column.type)
+            row[column.name] = value
+            if value is not None or raw is None:
+                del source[name]
+            else:
+                source[name] = as_text(raw)
+        return
+    positions = index.positions
+    wanted = sorted({position for source in sources for name in source for position in positions.get(name, ())})
+    for position in wanted:
+        column = columns[position]
+        found = None
+        for name in column.attributes:
+            for source in sources:
+                if name in source:
+                    found = source, name
+                    break
+            if found is not None:
+                break
         if found is None:
             continue
         source, name = found
@@ -164,6 +319,29 @@ def fill_columns(columns: Sequence[Column], sources: Sequence[dict[str, Any]], r
             source[name] = as_text(raw)
 
 
+_MODEL_KEYS: dict[int, tuple[PriceTable, dict[Any, str | None]]] = {}
+
+
+def model_key(prices: PriceTable, model: Any) -> str | None:
+    """The prices table's key for a reported model, else its normalised id (cached per table and model)."""
+    cached = _MODEL_KEYS.get(id(prices))
+    if cached is None or cached[0] is not prices:
+        if len(_MODEL_KEYS) >= 64:
+            _MODEL_KEYS.clear()
+        cached = _MODEL_KEYS[id(prices)] = (prices, {})
+    keys = cached[1]
+    try:
+        return keys[model]
+    except KeyError:
+        pass
+    except TypeError:  # not hashable: not cached
+        return prices.key_for(model) or model_version(model)
+    if len(keys) >= 10_000:
+        keys.clear()
+    found = keys[model] = prices.key_for(model) or model_version(model)
+    return found
+
+
 def identity_columns(row: dict[str, Any], prices: PriceTable) -> None:
     key, source = user_key(
         {
@@ -173,7 +351,7 @@ def identity_columns(row: dict[str, Any], prices: PriceTable) -> None:
         }
     )
     row["user_key"], row["user_key_source"] = key, source
-    row["model_version"] = prices.key_for(row.get("model")) or model_version(row.get("model"))
+    row["model_version"] = model_key(prices, row.get("model"))
     row["app_version"] = row.get("app_version") or row.get("service_version")  # app.version is opt-in
 
 
@@ -181,8 +359,14 @@ def text_map(values: Mapping[str, Any]) -> dict[str, str]:
     return {key: text for key, value in values.items() if (text := as_text(value)) is not None}
 
 
+_EMPTY_ROWS: dict[int, tuple[Sequence[Column], dict[str, Any]]] = {}
+
+
 def empty_row(columns: Sequence[Column]) -> dict[str, Any]:
-    return {column.name: None for column in columns}
+    cached = _EMPTY_ROWS.get(id(columns))
+    if cached is None or cached[0] is not columns:
+        cached = _EMPTY_ROWS[id(columns)] = (columns, {column.name: None for column in columns})
+    return dict(cached[1])
 
 
 # Log events -> rows ---------------------------------------------------------------------------------------
@@ -319,7 +503,7 @@ def batch_shape_problem(batch: Any) -> str | None:
 def read_logs_batch(payload: bytes) -> Any:
     """The JSON document of a CloudWatch Logs subscription delivery (gzip-compressed)."""
     try:
-        return parse_json(gzip.decompress(payload))
+        return parse_batch(gzip.decompress(payload))
     except (OSError, EOFError, zlib.error, UnicodeDecodeError, ValueError):
         raise UnreadableBatchError("not a readable CloudWatch Logs batch (gzip/JSON)") from None
 

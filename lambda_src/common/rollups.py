@@ -27,6 +27,7 @@ the totals the quota monitor compares to the limits, in USAGE_INDEX_SHARDS parti
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -105,6 +106,7 @@ def bucket_start(epoch_seconds: float) -> int:
     return int(epoch_seconds // BUCKET_SECONDS * BUCKET_SECONDS)
 
 
+@functools.lru_cache(maxsize=8192)
 def bucket_name(bucket: int) -> str:
     return datetime.fromtimestamp(bucket, UTC).strftime("%Y-%m-%dT%H:%MZ")
 
@@ -145,6 +147,7 @@ def clipped(value: str, limit: int) -> str:
     return encoded[: limit - len(digest) - 1].decode("utf-8", "ignore") + "~" + digest
 
 
+@functools.lru_cache(maxsize=65536)
 def key_part(value: str) -> str:
     return clipped(value, KEY_PART_BYTES)
 
@@ -220,6 +223,7 @@ def ledger_pk(batch_id: str) -> str:
     return f"LEDGER#{batch_id}"
 
 
+@functools.lru_cache(maxsize=65536)
 def usage_shard(user: str) -> int:
     encoded = user.encode("utf-8", "backslashreplace")
     return int.from_bytes(hashlib.blake2b(encoded, digest_size=2).digest(), "big") % USAGE_INDEX_SHARDS

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import boto3
-
+from lambda_src.common import aws
 from lambda_src.common.clock import Instant, wall_clock_now
 from lambda_src.common.logs import log
 
@@ -157,4 +156,4 @@ def check(settings: Settings, iam: Any, cloudwatch: Any, sns: Any, now: datetime
 
 def handler(event: Mapping[str, Any], context: Any, now: Instant = wall_clock_now) -> dict[str, Any]:
     settings = Settings.from_environment(os.environ)
-    return check(settings, boto3.client("iam"), boto3.client("cloudwatch"), boto3.client("sns"), now())
+    return check(settings, aws.client("iam"), aws.client("cloudwatch"), aws.client("sns"), now())

@@ -25,6 +25,12 @@ Exactly once. The ledger's invariants, each tested:
 Not covered: two different deliveries that overlap (some log events in both) count the shared events twice;
 CloudWatch Logs redelivers whole deliveries, and a per-event ledger would cost a write per log event.
 
+Reading. A metrics delivery is read by `rollup_batch` from the dozen EMF fields the rollups need, with whole
+number sums and one cost per price and user; `reference_rollup_batch`, the lake's rows and decimal additions,
+is what it must equal, and what reads an events delivery or one whose sums the fast reading cannot give
+exactly (a log event of an odd shape is read by log_records' own reader). tests/lambda_src/test_fast_rollups.py
+compares the two.
+
 Distinct users are exact: a user's day item records
 the buckets the user was active in, read before and checked (optimistic locking) in the same transaction that
 adds the user to the bucket and day counts. Late events land in the bucket and day of their own timestamp.
@@ -42,7 +48,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import gc
 import hashlib
+import heapq
 import json
 import os
 import time
@@ -50,17 +59,30 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Context, Decimal
+from decimal import (
+    Context,
+    Decimal,
+    DecimalException,
+    Inexact,
+    InvalidOperation,
+    Rounded,
+    getcontext,
+    localcontext,
+)
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-import boto3
+import orjson
+from botocore.config import Config
 
-from lambda_src.common import dynamodb
+from lambda_src.common import aws, dynamodb
 from lambda_src.common import rollups as keys
 from lambda_src.common.clock import Seconds, wall_clock_seconds
 from lambda_src.common.dynamodb import Key, key_value
+from lambda_src.common.lake_schema import METRICS_COLUMNS
 from lambda_src.common.log_records import (
+    EARLIEST_EVENT_MILLISECONDS,
+    EMF_FORMAT_FIELDS,
     MalformedLogEventError,
     UnreadableBatchError,
     batch_shape_problem,
@@ -69,9 +91,18 @@ from lambda_src.common.log_records import (
     quarantine_reason,
     read_logs_batch,
 )
+from lambda_src.common.log_records import model_key as log_model_key
 from lambda_src.common.logs import log
 from lambda_src.common.pricing import DEFAULT_PRICE_TABLE, PRICE_TABLE_VARIABLE, PriceTable
-from lambda_src.common.telemetry import COST_METRIC, TOKEN_METRIC, TOKEN_TYPES
+from lambda_src.common.telemetry import (
+    COST_METRIC,
+    EVENT_NUMBER_CEILING,
+    LATEST_EVENT_SKEW_SECONDS,
+    METRICS,
+    TOKEN_METRIC,
+    TOKEN_TYPES,
+    USER_ATTRIBUTION_ORDER,
+)
 
 UserDay = tuple[str, str]  # (user, day)
 Kind = Literal["metrics", "events"]
@@ -79,6 +110,7 @@ Kind = Literal["metrics", "events"]
 TRANSACTION_ITEMS = 100
 BUCKETS_PER_SLICE = 60
 TRANSACT_ATTEMPTS = 8
+EMPTY: Mapping[str, Any] = {}
 LEDGER_TTL_SECONDS = 3 * 86400  # longer than Lambda keeps retrying an asynchronous event (6 hours)
 ARRIVAL_SK = "ARRIVAL"  # the ledger item with a delivery's first arrival; its chunks are numbered
 QUEUE_MESSAGE_BYTES = 250_000  # SQS takes 256 KiB per message and per SendMessageBatch
@@ -121,7 +153,9 @@ class Settings:
 class Rollup:
     """The additions one delivery makes, per item."""
 
-    counters: dict[Key, dict[str, Decimal]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(Decimal)))
+    counters: dict[Key, dict[str, Decimal | int]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(Decimal))
+    )
     labels: dict[Key, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))
     expires: dict[Key, int] = field(default_factory=dict)
     presence: dict[UserDay, set[int]] = field(default_factory=lambda: defaultdict(set))
@@ -131,7 +165,7 @@ class Rollup:
     data_points: int = 0
     events: int = 0
 
-    def add(self, key: Key, deltas: Mapping[str, Decimal], expires_at: int) -> None:
+    def add(self, key: Key, deltas: Mapping[str, Decimal | int], expires_at: int) -> None:
         counters = self.counters[key]
         for name, delta in deltas.items():
             counters[name] += delta
@@ -175,34 +209,47 @@ def decimal(value: Any) -> Decimal:
     return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
 
 
+UsageTerms = dict[str, float | None]
+"""The counters a data point adds to, each with its price (USD per million tokens; None: the value itself)."""
+
+
+def usage_terms(
+    metric: str, token_type: Any, model_key: str | None, decision: Any, prices: PriceTable
+) -> UsageTerms | None:
+    """What a data point adds, without its value; None for a metric Claude Code does not document."""
+    if metric == TOKEN_METRIC:
+        terms: UsageTerms = {"tokens": None}
+        if token_type in TOKEN_TYPES:
+            terms[keys.TOKEN_ATTRIBUTES[token_type]] = None
+        price = prices.price(model_key, token_type) if token_type in TOKEN_TYPES else None
+        if price is None:
+            terms["unpriced_tokens"] = None
+        else:
+            terms["cost_usd"] = price
+        return terms
+    if metric == COST_METRIC:
+        terms = {"client_cost_usd": None}
+        if prices.price(model_key, "input") is None:
+            terms["cost_usd"] = None  # the table does not price this model: the client's cost stands
+            terms["unpriced_cost_usd"] = None
+        return terms
+    if metric in METRIC_COUNTERS:
+        return {METRIC_COUNTERS[metric]: None}
+    if metric == "claude_code.lines_of_code.count":
+        return {LINES[token_type]: None} if token_type in LINES else {}
+    if metric == "claude_code.code_edit_tool.decision":
+        return {EDIT_DECISIONS[decision]: None} if decision in EDIT_DECISIONS else {}
+    return None
+
+
 def usage_deltas(
     metric: str, value: Decimal, values: Mapping[str, Any], prices: PriceTable
 ) -> dict[str, Decimal] | None:
     """The usage counters a data point adds to; None for a metric Claude Code does not document."""
-    if metric == TOKEN_METRIC:
-        token_type = values.get("type")
-        deltas = {"tokens": value}
-        if token_type in TOKEN_TYPES:
-            deltas[keys.TOKEN_ATTRIBUTES[token_type]] = value
-        price = prices.price(values.get("model_version"), token_type) if token_type in TOKEN_TYPES else None
-        if price is None:
-            deltas["unpriced_tokens"] = value
-        else:
-            deltas["cost_usd"] = value * decimal(price) / MILLION
-        return deltas
-    if metric == COST_METRIC:
-        deltas = {"client_cost_usd": value}
-        if prices.price(values.get("model_version"), "input") is None:
-            deltas["cost_usd"] = value  # the table does not price this model: the client's cost stands
-            deltas["unpriced_cost_usd"] = value
-        return deltas
-    if metric in METRIC_COUNTERS:
-        return {METRIC_COUNTERS[metric]: value}
-    if metric == "claude_code.lines_of_code.count":
-        return {LINES[values["type"]]: value} if values.get("type") in LINES else {}
-    if metric == "claude_code.code_edit_tool.decision":
-        return {EDIT_DECISIONS[values["decision"]]: value} if values.get("decision") in EDIT_DECISIONS else {}
-    return None
+    terms = usage_terms(metric, values.get("type"), values.get("model_version"), values.get("decision"), prices)
+    if terms is None:
+        return None
+    return {name: value if price is None else value * decimal(price) / MILLION for name, price in terms.items()}
 
 
 class Periods:
@@ -323,9 +370,10 @@ def add_event_row(rollup: Rollup, values: Mapping[str, Any], periods: Periods) -
         rollup.add((quality, keys.quality_sk("unknown_event", name)), {"events": ONE}, expiry)
 
 
-def rollup_batch(batch: Mapping[str, Any], settings: Settings, arrival_seconds: float) -> Rollup:
-    """The additions of one data message (checked by `batch_shape_problem`). Malformed log events are
-    quarantined, never fatal; a log event that appears twice counts once."""
+def reference_rollup_batch(batch: Mapping[str, Any], settings: Settings, arrival_seconds: float) -> Rollup:
+    """The additions of one data message (checked by `batch_shape_problem`), read through the lake's rows one
+    data point at a time: the definition `rollup_batch` must equal. Malformed log events are quarantined,
+    never fatal; a log event that appears twice counts once."""
     rollup = Rollup()
     periods = Periods(settings)
     log_group = batch["logGroup"]
@@ -376,6 +424,591 @@ def unreadable_rollup(settings: Settings, arrival_seconds: float) -> Rollup:
     return rollup
 
 
+# Reading a metrics delivery fast --------------------------------------------------------------------------
+#
+# The same additions as `reference_rollup_batch`, from the dozen fields of an EMF log event the rollups need
+# rather than a lake row per data point. Counters are summed as integers where the values are whole, exactly
+# (decimals) where they are not; the additions a user's log events of a day share are summed once per
+# delivery and then spread over the user's, groups' and day's items, and tokens at a price are costed once
+# per such sum, not per data point. At the end every sum is checked to be what the reference's 28-digit
+# decimal additions give. A log event of an unusual shape, or one the checks of log_records would refuse, is
+# read by log_records itself (the same reasons), and a delivery whose sums could differ in the last digit is
+# read the reference way.
+
+EXACT = Context(prec=120, traps=[Inexact, InvalidOperation])
+"""Wide enough for every realistic sum; Inexact means the delivery is read the reference way."""
+Amount = Decimal | int
+COLUMN_ATTRIBUTES = {column.name: column.attribute for column in METRICS_COLUMNS if column.attribute}
+MODEL, TYPE, DECISION = (COLUMN_ATTRIBUTES[name] for name in ("model", "type", "decision"))
+APP_VERSION, SERVICE_VERSION = COLUMN_ATTRIBUTES["app_version"], COLUMN_ATTRIBUTES["service_version"]
+USER_ATTRIBUTES = tuple(
+    (COLUMN_ATTRIBUTES[column], source)
+    for column, source in zip(("user_email", "user_id", "user_account_uuid"), USER_ATTRIBUTION_ORDER, strict=True)
+)
+"""(attribute, what user_key_source says) in the order log_records.identity_columns attributes a user."""
+GROUP_ATTRIBUTES = tuple(COLUMN_ATTRIBUTES[column] for column in keys.GROUP_DIMENSIONS.values())
+READ_ATTRIBUTES = frozenset(
+    {MODEL, TYPE, DECISION, APP_VERSION, SERVICE_VERSION, *(name for name, _ in USER_ATTRIBUTES), *GROUP_ATTRIBUTES}
+)
+CEILINGS = {metric.name: metric.ceiling for metric in METRICS}
+MAX_VALUE = max(EVENT_NUMBER_CEILING, *CEILINGS.values())
+SKEW_MILLISECONDS = LATEST_EVENT_SKEW_SECONDS * 1000
+CONTAINERS_BOUND = 256
+DEEP_MESSAGE_CHARACTERS = 1800
+"""json refuses nesting from about 900 levels on (it depends on the Python version), orjson from 1024: a
+message of fewer characters, or fewer brackets, cannot nest that deep."""
+BUCKET_MILLISECONDS = keys.BUCKET_SECONDS * 1000
+
+
+UNKNOWN = object()
+
+
+class InexactRollupError(ArithmeticError):
+    """A sum the reference's decimal additions would round: the delivery is read the reference way."""
+
+
+@dataclass(frozen=True)
+class PointPlan:
+    """What a data point of one metric, type, model and decision adds (its value aside)."""
+
+    short_name: str
+    terms: tuple[str | tuple[str, int], ...] | None
+    """Counters of the usage items: a name adds the value, (name, price) the value at that price (an index
+    into the accumulator's prices); None for a metric Claude Code does not document."""
+    quality_tokens: bool
+    unpriced: tuple[str, ...]
+    total_cost: str | tuple[str, int] | None
+
+
+BucketPeriods = tuple[str, str, int, int, str]
+"""(day, month, day expiry, month expiry, bucket name) of a 5-minute bucket."""
+Reading = tuple[BucketPeriods, int, Any, str, str, tuple[str, str, str], Any, Any, Any, Any, list[tuple[str, Amount]]]
+"""What one log event adds: periods, bucket, user, source, version, groups, model as reported, model key, type,
+decision, and its (metric, value) points."""
+
+
+def amount(value: float) -> Amount:
+    """A data point's value as the reference adds it (Decimal(repr(value))), as an integer when it is one."""
+    return int(value) if value.is_integer() else Decimal(repr(value))
+
+
+class EventContext:
+    """What the log events of one user, day, version and groups share: their additions to the data quality,
+    group and user items, summed here and spread over those items when the delivery has been read."""
+
+    __slots__ = (
+        "day_expiry",
+        "day_key",
+        "day_labels",
+        "deltas",
+        "groups",
+        "month_key",
+        "month_labels",
+        "points",
+        "source_key",
+        "tokens",
+        "usage",
+        "used",
+        "version_key",
+    )
+
+    def __init__(self, source_key: Key, version_key: Key, day_expiry: int, groups: dict[str, str]) -> None:
+        self.source_key, self.version_key, self.day_expiry, self.groups = source_key, version_key, day_expiry, groups
+        self.points = 0
+        self.tokens: Amount = 0
+        self.deltas: dict[Any, Amount] = defaultdict(int)
+        self.used = False
+        """Some data point of the context adds usage (a metric Claude Code documents)."""
+        self.usage: list[tuple[Key, int]] = []
+        self.day_key: Key = ("", "")
+        self.month_key: Key = ("", "")
+        self.day_labels: dict[str, Any] = {}
+        self.month_labels: dict[str, Any] = {}
+
+
+class MetricsAccumulator:
+    """The additions of one metrics delivery, summed per item and counter."""
+
+    def __init__(self, settings: Settings, arrival_seconds: float) -> None:
+        self.settings = settings
+        self.prices = settings.prices
+        self.periods = Periods(settings)
+        self.arrival_seconds = arrival_seconds
+        self.arrival_milliseconds = arrival_seconds * 1000
+        self.latest_milliseconds = self.arrival_milliseconds + SKEW_MILLISECONDS
+        self.rollup = Rollup()
+        self.sums: dict[Key, dict[Any, Amount]] = {}
+        self.price_list: list[Decimal] = []
+        self.price_index: dict[float, int] = {}
+        self.plans: dict[tuple[str, Any, Any, Any], PointPlan] = {}
+        self.buckets: dict[int, BucketPeriods] = {}
+        self.split_buckets: set[int] = set()
+        self.keys: dict[tuple[Any, ...], Any] = {}
+        self.contexts: dict[tuple[Any, ...], EventContext] = {}
+        self.model_usage: dict[tuple[str, str], dict[Any, Amount]] = {}
+        self.model_items: list[tuple[Key, int, dict[Any, Amount]]] = []
+        self.totals: dict[tuple[Any, ...], dict[Any, Amount]] = {}
+        self.model_keys: dict[Any, Any] = {}
+        self.warnings: list[dict[str, Any]] = []
+
+    # Reading -----------------------------------------------------------------------------------------------
+
+    def read(self, batch: Mapping[str, Any]) -> None:
+        log_group = batch["logGroup"]
+        seen: set[str] = set()
+        for log_event in batch["logEvents"]:
+            event_id = log_event.get("id") if type(log_event) is dict else None
+            identity = event_id if type(event_id) is str and event_id else log_event_key(log_event)
+            if identity in seen:
+                self._count_arrival_day(keys.quality_sk("duplicate", "metrics"))
+                continue
+            seen.add(identity)
+            if not isinstance(log_event, dict) or not isinstance(log_event.get("message"), str):
+                self._quarantine(log_group, log_event, MalformedLogEventError("a log event needs a message"))
+                continue
+            try:
+                reading = self._read_emf(log_event)
+            except Exception:  # noqa: BLE001  log_records reads it, and says why it cannot
+                reading = None
+            if reading is not None:
+                self._add(*reading)
+                continue
+            try:
+                rows = metric_rows(log_event, self.arrival_milliseconds, self.prices)
+            except Exception as error:  # noqa: BLE001  one bad log event must never fail the rest of its delivery
+                self._quarantine(log_group, log_event, error)
+                continue
+            for row in rows:
+                self._add_row(row.values)
+
+    def _count_arrival_day(self, sort_key: str) -> None:
+        day = self.periods.day(self.arrival_seconds)
+        self._item((keys.quality_pk(day), sort_key), self.periods.day_expiry(day))["log_events"] += 1
+
+    def _quarantine(self, log_group: str, log_event: Any, error: Exception) -> None:
+        reason = quarantine_reason(error)
+        self.rollup.quarantined.append({"log_group": log_group, "reason": reason, "log_event": log_event})
+        self._count_arrival_day("malformed#metrics")
+        self.warnings.append({"log_group": log_group, "reason": reason, "log_event_id": _event_id(log_event)})
+
+    def _read_emf(self, log_event: Mapping[str, Any]) -> Reading | None:
+        """The fields the rollups need, when the log event has the usual shape and passes every check of
+        log_records.metric_rows; None leaves it to metric_rows."""
+        message = log_event["message"]
+        if len(message) >= DEEP_MESSAGE_CHARACTERS and message.count("[") + message.count("{") >= CONTAINERS_BOUND:
+            return None  # it could nest deep enough for json and orjson to disagree on refusing it
+        document = orjson.loads(message)
+        if type(document) is not dict:
+            return None
+        points: list[tuple[str, Amount]] = []
+        for name, value in document.items():
+            kind = type(value)
+            if kind is str or value is None:
+                continue
+            if kind is int or kind is float:
+                if name in EMF_FORMAT_FIELDS:
+                    continue
+                if not 0 <= value <= CEILINGS.get(name, EVENT_NUMBER_CEILING) or name in READ_ATTRIBUTES:
+                    return None
+                points.append((name, value if kind is int else amount(value)))
+            elif name not in EMF_FORMAT_FIELDS:
+                return None  # a summary, a flag, a structure: as log_records reads them
+        if not points:
+            return None
+        emf = document.get("_aws")
+        if emf is None:
+            timestamp = None
+        elif type(emf) is dict:
+            if not self._declared(emf, document):
+                return None
+            timestamp = emf.get("Timestamp")
+        else:
+            return None
+        if timestamp is None:
+            timestamp = log_event.get("timestamp")
+        elif type(timestamp) is not int or timestamp <= 0:
+            return None
+        if type(timestamp) is not int or not EARLIEST_EVENT_MILLISECONDS <= timestamp <= self.latest_milliseconds:
+            return None
+        bucket = timestamp // BUCKET_MILLISECONDS * keys.BUCKET_SECONDS
+        periods = self.buckets.get(bucket)
+        if periods is None:
+            if bucket in self.split_buckets:
+                return None
+            periods = self._bucket(bucket)
+            if periods is None:
+                return None
+        get = document.get
+        (email, email_source), (user_id, id_source), (account, account_source) = USER_ATTRIBUTES
+        user, source = get(email), email_source
+        if not (user and user.strip()):
+            user, source = get(user_id), id_source
+            if not (user and user.strip()):
+                user, source = get(account), account_source
+                if not (user and user.strip()):
+                    user, source = None, "none"
+        model = get(MODEL)
+        model_key = self.model_keys.get(model, UNKNOWN)
+        if model_key is UNKNOWN:
+            model_key = self.model_keys[model] = log_model_key(self.prices, model)
+        department, team, cost_center = GROUP_ATTRIBUTES
+        if len(points) > 1:
+            points.sort()
+        return (
+            periods,
+            bucket,
+            user.strip() if user else None,
+            source,
+            get(APP_VERSION) or get(SERVICE_VERSION) or keys.NO_VALUE,
+            (
+                get(department) or keys.UNATTRIBUTED,
+                get(team) or keys.UNATTRIBUTED,
+                get(cost_center) or keys.UNATTRIBUTED,
+            ),
+            model,
+            model_key,
+            get(TYPE),
+            get(DECISION),
+            points,
+        )
+
+    @staticmethod
+    def _declared(emf: Mapping[str, Any], document: Mapping[str, Any]) -> bool:
+        """Every metric the EMF directives declare has a number (else log_records refuses the log event)."""
+        directives = emf.get("CloudWatchMetrics")
+        if directives is None:
+            return True
+        if type(directives) is not list:
+            return False
+        for directive in directives:
+            if type(directive) is not dict:
+                return False
+            declared = directive.get("Metrics")
+            if declared is None:
+                continue
+            if type(declared) is not list:
+                return False
+            for metric in declared:
+                if type(metric) is not dict:
+                    return False
+                name = metric.get("Name")
+                if type(name) is not str or type(document.get(name)) not in (int, float) or name in EMF_FORMAT_FIELDS:
+                    return False
+        return True
+
+    def _bucket(self, bucket: int) -> BucketPeriods | None:
+        """The periods of a bucket, if all of it lies in one local day at one UTC offset (always, for zones
+        whose offsets are whole multiples of 5 minutes); None, and every event reads its own day."""
+        zone = self.settings.time_zone
+        first = datetime.fromtimestamp(bucket, zone)
+        last = datetime.fromtimestamp(bucket + keys.BUCKET_SECONDS - 0.001, zone)
+        found: BucketPeriods | None = None
+        if first.date() == last.date() and first.utcoffset() == last.utcoffset():
+            day = self.periods.day(bucket)
+            month = keys.month_of(day)
+            found = (
+                day,
+                month,
+                self.periods.day_expiry(day),
+                self.periods.month_expiry(month),
+                keys.bucket_name(bucket),
+            )
+        if found is None:
+            self.split_buckets.add(bucket)
+        else:
+            self.buckets[bucket] = found
+        return found
+
+    def _add_row(self, values: Mapping[str, Any]) -> None:
+        """One lake row of a log event log_records read (as add_metric_row reads it)."""
+        seconds = epoch_seconds(values["event_time"])
+        day = self.periods.day(seconds)
+        month = keys.month_of(day)
+        bucket = keys.bucket_start(seconds)
+        periods = (
+            day,
+            month,
+            self.periods.day_expiry(day),
+            self.periods.month_expiry(month),
+            keys.bucket_name(bucket),
+        )
+        groups = tuple(values.get(column) or keys.UNATTRIBUTED for column in keys.GROUP_DIMENSIONS.values())
+        self._add(
+            periods,
+            bucket,
+            values.get("user_key"),
+            values.get("user_key_source") or "none",
+            values.get("app_version") or keys.NO_VALUE,
+            (groups[0], groups[1], groups[2]),
+            values.get("model"),
+            values.get("model_version"),
+            values.get("type"),
+            values.get("decision"),
+            [(values["metric_name"], amount(values["value"]))],
+        )
+
+    # Adding ----------------------------------------------------------------------------------------------
+
+    def _plan(self, metric: str, token_type: Any, model_key: Any, decision: Any) -> PointPlan:
+        terms = usage_terms(metric, token_type, model_key, decision, self.prices)
+        planned = None if terms is None else tuple(self._term(name, price) for name, price in terms.items())
+        plan = PointPlan(
+            short_name=metric.removeprefix("claude_code."),
+            terms=planned,
+            quality_tokens=terms is not None and "tokens" in terms,
+            unpriced=tuple(name for name in ("unpriced_tokens", "unpriced_cost_usd") if terms and name in terms),
+            total_cost=None if not terms or "cost_usd" not in terms else self._term("cost_usd", terms["cost_usd"]),
+        )
+        self.plans[(metric, token_type, model_key, decision)] = plan
+        return plan
+
+    def _term(self, name: str, price: float | None) -> str | tuple[str, int]:
+        if price is None:
+            return name
+        index = self.price_index.get(price)
+        if index is None:
+            index = self.price_index[price] = len(self.price_list)
+            self.price_list.append(decimal(price))
+        return (name, index)
+
+    def _item(self, key: Key, expires_at: int) -> dict[Any, Amount]:
+        found = self.sums.get(key)
+        if found is None:
+            found = self.sums[key] = defaultdict(int)
+            self.rollup.expires[key] = expires_at
+        return found
+
+    def _key(self, *parts: Any) -> Any:
+        """Item keys, built once per delivery."""
+        found = self.keys.get(parts)
+        if found is None:
+            found = self.keys[parts] = self._build_key(parts)
+        return found
+
+    @staticmethod
+    def _build_key(parts: tuple[Any, ...]) -> Any:
+        kind = parts[0]
+        if kind == "quality":
+            return (keys.quality_pk(parts[1]), keys.quality_sk(parts[2], parts[3]))
+        if kind == "total":
+            _, short_name, day, bucket_text, token_type, model = parts
+            total_sk = f"{bucket_text}#{keys.key_part(token_type or keys.NO_VALUE)}#{keys.key_part(model)}"
+            return (keys.total_pk(short_name, day), total_sk)
+        if kind == "groups":
+            _, day, groups = parts
+            return tuple(
+                (keys.group_pk(day), keys.group_sk(d, g)) for d, g in zip(keys.GROUP_DIMENSIONS, groups, strict=True)
+            )
+        if kind == "user":
+            _, user, day, month = parts
+            day_sk, month_sk = keys.user_day_sk(day), keys.user_month_sk(month)
+            shard = keys.usage_shard(user)
+            return (
+                (keys.user_pk(user), day_sk),
+                (keys.user_pk(user), month_sk),
+                f"{day_sk}#{shard}",
+                f"{month_sk}#{shard}",
+            )
+        raise ValueError(kind)
+
+    def _add(
+        self,
+        periods: BucketPeriods,
+        bucket: int,
+        user: Any,
+        source: str,
+        version: str,
+        groups: tuple[str, str, str],
+        model_reported: Any,
+        model_key: Any,
+        token_type: Any,
+        decision: Any,
+        points: list[tuple[str, Amount]],
+    ) -> None:
+        model = model_key or model_reported or keys.NO_VALUE
+        day = periods[0]
+        context = self.contexts.get((day, user, source, version, groups))
+        if context is None:
+            context = self._context(periods, user, source, version, groups)
+        plans, totals = self.plans, self.totals
+        by_model: dict[Any, Amount] | None = None
+        self.rollup.data_points += len(points)
+        context.points += len(points)
+        used = False
+        for metric, value in points:
+            plan = plans.get((metric, token_type, model_key, decision)) or self._plan(
+                metric, token_type, model_key, decision
+            )
+            if plan.quality_tokens:
+                context.tokens += value
+            terms = plan.terms
+            if terms is None:
+                unknown = self._item(self._key("quality", day, "unknown_metric", metric), periods[2])
+                unknown["points"] += 1
+                continue
+            if plan.unpriced:
+                unpriced = self._item(self._key("quality", day, "unpriced", model), periods[2])
+                for name in plan.unpriced:
+                    unpriced[name] += value
+            total_key = (plan.short_name, periods[4], token_type, model, day)
+            total = totals.get(total_key)
+            if total is None:
+                total = totals[total_key] = self._item(
+                    self._key("total", plan.short_name, day, periods[4], token_type, model), periods[2]
+                )
+            total["value"] += value
+            total["points"] += 1
+            if plan.total_cost is not None:
+                total[plan.total_cost] += value
+            deltas = context.deltas
+            for term in terms:
+                deltas[term] += value
+            if by_model is None:
+                by_model = self.model_usage.get((day, model))
+                if by_model is None:
+                    by_model = self._model_usage(periods, model)
+            for term in terms:
+                by_model[term] += value
+            used = True
+        if used:
+            if not context.used:
+                context.used = True
+                if user:
+                    self.rollup.user_groups.setdefault((user, day), context.groups)
+            if user:
+                self.rollup.presence[(user, day)].add(bucket)
+                labels = self.rollup.labels
+                labels[context.day_key] = context.day_labels
+                labels[context.month_key] = context.month_labels
+
+    def _model_usage(self, periods: BucketPeriods, model: str) -> dict[Any, Amount]:
+        """The additions to a day's totals of one model (its item is written when the delivery has been read)."""
+        day, month, _, month_expiry, _ = periods
+        usage: dict[Any, Amount] = defaultdict(int)
+        self.model_usage[(day, model)] = usage
+        self.model_items.append(((keys.day_pk(month), keys.day_sk(day, model)), month_expiry, usage))
+        return usage
+
+    def _context(
+        self,
+        periods: BucketPeriods,
+        user: Any,
+        source: str,
+        version: str,
+        groups: tuple[str, str, str],
+    ) -> EventContext:
+        day, month, day_expiry, month_expiry, _ = periods
+        context = EventContext(
+            self._key("quality", day, "source", source),
+            self._key("quality", day, "version", version),
+            day_expiry,
+            dict(zip(keys.GROUP_DIMENSIONS, groups, strict=True)),
+        )
+        context.usage = [(group_key, day_expiry) for group_key in self._key("groups", day, groups)]
+        if user:
+            day_key, month_key, day_period, month_period = self._key("user", user, day, month)
+            context.usage += [(day_key, day_expiry), (month_key, month_expiry)]
+            context.day_key, context.month_key = day_key, month_key
+            common = {"user": user, "source": source, **context.groups}
+            context.day_labels = {**common, keys.USAGE_INDEX_KEY: day_period}
+            context.month_labels = {**common, keys.USAGE_INDEX_KEY: month_period}
+        self.contexts[(day, user, source, version, groups)] = context
+        return context
+
+    # The rollup --------------------------------------------------------------------------------------------
+
+    def finish(self, digits: int) -> Rollup:
+        """The rollup, with every counter a sum the reference's `digits`-digit decimal additions give exactly,
+        else Rounded (or InexactRollupError). Costs are applied here, once per price and context (or 5-minute
+        total), to the tokens summed at that price; a cost's exponent (that of its price per token) is at most
+        that of any one data point's cost, so an exact sum whose digits fit in `digits` is what the
+        reference's additions give, whatever their order."""
+        if (self.rollup.data_points + len(self.rollup.quarantined) + 1) * MAX_VALUE >= 10**digits:
+            raise InexactRollupError("whole numbers this large are not summed here")
+        per_token = [price / MILLION for price in self.price_list]
+        sums, expires = self.sums, self.rollup.expires
+        for context in self.contexts.values():
+            found = sums.get(context.source_key)
+            if found is None:
+                found = sums[context.source_key] = defaultdict(int)
+                expires[context.source_key] = context.day_expiry
+            found["points"] += context.points
+            found["tokens"] += context.tokens
+            found = sums.get(context.version_key)
+            if found is None:
+                found = sums[context.version_key] = defaultdict(int)
+                expires[context.version_key] = context.day_expiry
+            found["points"] += context.points
+            if not context.used:
+                continue
+            deltas = _costed(context.deltas, per_token).items()
+            for usage_key, expires_at in context.usage:
+                found = sums.get(usage_key)
+                if found is None:
+                    found = sums[usage_key] = defaultdict(int)
+                    expires[usage_key] = expires_at
+                for name, value in deltas:
+                    found[name] += value
+        for usage_key, expires_at, usage in self.model_items:
+            found = sums.get(usage_key)
+            if found is None:
+                found = sums[usage_key] = defaultdict(int)
+                expires[usage_key] = expires_at
+            for name, value in _costed(usage, per_token).items():
+                found[name] += value
+        exact = Context(prec=digits, traps=[Rounded]).plus  # whole numbers lose no digit below 10**digits
+        counters: dict[Key, dict[str, Amount]] = {}
+        for item_key, item_sums in sums.items():
+            counted: dict[Any, Amount] = item_sums
+            for term, total in item_sums.items():
+                if type(term) is not str:
+                    counted = _costed(item_sums, per_token)  # a 5-minute total's cost
+                    for value in counted.values():
+                        if type(value) is not int:
+                            exact(value)
+                    break
+                if type(total) is not int:
+                    exact(total)  # the sum's exponent is that of its terms' smallest: its digits must fit
+            counters[item_key] = counted
+        rollup = self.rollup
+        rollup.counters = counters
+        return rollup
+
+    def log_warnings(self) -> None:
+        for warning in self.warnings:
+            log("WARN", "malformed log event", **warning)
+
+
+def _costed(sums: Mapping[Any, Amount], per_token: Sequence[Decimal]) -> dict[str, Amount]:
+    """Sums with the tokens summed at a price turned into their cost (added to the counter they cost)."""
+    costed: dict[str, Amount] = {}
+    for term, total in sums.items():
+        if type(term) is str:
+            name, value = term, total
+        else:
+            name, value = term[0], total * per_token[term[1]]
+        costed[name] = costed[name] + value if name in costed else value
+    return costed
+
+
+def rollup_batch(batch: Mapping[str, Any], settings: Settings, arrival_seconds: float) -> Rollup:
+    """The additions of one data message (checked by `batch_shape_problem`): what `reference_rollup_batch` gives,
+    read fast for a metrics delivery. Malformed log events are quarantined, never fatal; a log event that
+    appears twice counts once."""
+    if settings.log_groups.get(batch["logGroup"]) != "metrics":
+        return reference_rollup_batch(batch, settings, arrival_seconds)
+    digits = getcontext().prec
+    accumulator = MetricsAccumulator(settings, arrival_seconds)
+    try:
+        with localcontext(EXACT):
+            accumulator.read(batch)
+            rollup = accumulator.finish(digits)
+    except (DecimalException, InexactRollupError):  # a sum the reference's additions round: read it that way
+        return reference_rollup_batch(batch, settings, arrival_seconds)
+    accumulator.log_warnings()
+    return rollup
+
+
 # Planning the transactions ----------------------------------------------------------------------------------
 
 
@@ -393,10 +1026,14 @@ class UserSlice:
 
     def item_bound(self, groups: Mapping[str, str]) -> set[Key]:
         """Every item this slice may write, whatever the table holds."""
-        day_counters = {(keys.active_pk(self.day), keys.ACTIVE_DAY_SK)}
-        group_counters = {(keys.group_pk(self.day), keys.group_sk(d, v)) for d, v in groups.items()}
-        buckets = {(keys.active_pk(self.day), keys.bucket_name(b)) for b in self.buckets}
-        return {*user_items(self.user, self.day), *day_counters, *group_counters, *buckets}
+        active = keys.active_pk(self.day)
+        group = keys.group_pk(self.day)
+        return {
+            *user_items(self.user, self.day),
+            (active, keys.ACTIVE_DAY_SK),
+            *((group, keys.group_sk(d, v)) for d, v in groups.items()),
+            *((active, keys.bucket_name(b)) for b in self.buckets),
+        }
 
 
 def user_items(user: str, day: str) -> tuple[Key, Key]:
@@ -426,7 +1063,7 @@ def plan_chunks(rollup: Rollup) -> list[Chunk]:
             months_seen.add((user, keys.month_of(day)))
             piece = UserSlice(user, day, tuple(ordered[start : start + BUCKETS_PER_SLICE]), start == 0, adds_month)
             items = piece.item_bound(rollup.user_groups[(user, day)])
-            if current.slices and len(bound | items) > limit:
+            if current.slices and len(bound) + sum(item not in bound for item in items) > limit:
                 chunks.append(current)
                 current, bound = Chunk(len(chunks)), set()
             current.slices.append(piece)
@@ -444,55 +1081,119 @@ def plan_chunks(rollup: Rollup) -> list[Chunk]:
 
 
 NUMBER_CONTEXT = Context(prec=38)  # DynamoDB numbers hold 38 significant digits
+WHOLE_NUMBER_LIMIT = 10**26  # a whole number below this keeps its 12 decimals within 38 digits
 
 
 def number(value: Decimal | int) -> dict[str, str]:
     """A DynamoDB number: exact to 12 decimals (a millionth of a cent), without an exponent."""
+    if type(value) is int:
+        if 0 <= value < WHOLE_NUMBER_LIMIT:
+            return {"N": str(value)}  # what the quantize and normalize below make of it
+    elif type(value) is Decimal and value.is_finite():
+        text = str(value)
+        if "E" not in text:  # plain notation: at most 12 decimals need no rounding, and normalising is trimming
+            whole, point, fraction = text.partition(".")
+            if len(fraction) <= 12 and len(whole) <= 26:
+                return {"N": text.rstrip("0").rstrip(".") if point else text}
     rounded = Decimal(value).quantize(Decimal("1e-12"), context=NUMBER_CONTEXT).normalize(NUMBER_CONTEXT)
     return {"N": format(rounded, "f")}
+
+
+@dataclass(frozen=True)
+class UpdateShape:
+    """The parts of an Update that depend only on its attribute names: built once, shared (never changed)."""
+
+    expression: str
+    names: dict[str, str]
+    add_values: tuple[str, ...]
+    set_values: tuple[str, ...]
+
+
+_UPDATE_SHAPES: dict[tuple[tuple[str, ...], tuple[str, ...], bool, bool], UpdateShape] = {}
+
+
+def update_shape(adds: tuple[str, ...], sets: tuple[str, ...], buckets: bool, conditional: bool) -> UpdateShape:
+    shape = _UPDATE_SHAPES.get((adds, sets, buckets, conditional))
+    if shape is not None:
+        return shape
+    names: dict[str, str] = {}
+    added, set_ = [], []
+    for index, name in enumerate(adds):
+        names[f"#a{index}"] = name
+        added.append(f"#a{index} :a{index}")
+    if buckets:
+        names["#buckets"] = "buckets"
+        added.append("#buckets :buckets")
+    for index, name in enumerate(sets):
+        names[f"#s{index}"] = name
+        set_.append(f"#s{index} = :s{index}")
+    if conditional:
+        names["#v"] = "v"
+    expression = " ".join(
+        part
+        for part in (("ADD " + ", ".join(added)) if added else "", ("SET " + ", ".join(set_)) if set_ else "")
+        if part
+    )
+    shape = UpdateShape(
+        expression,
+        names,
+        tuple(f":a{index}" for index in range(len(adds))),
+        tuple(f":s{index}" for index in range(len(sets))),
+    )
+    if len(_UPDATE_SHAPES) >= 4096:
+        _UPDATE_SHAPES.clear()
+    _UPDATE_SHAPES[(adds, sets, buckets, conditional)] = shape
+    return shape
+
+
+_LABELS: dict[str, str] = {}
+
+
+def label_value(value: str) -> dict[str, str]:
+    """A label as DynamoDB stores it (clipped; cached, the same users, teams and periods recur)."""
+    found = _LABELS.get(value)
+    if found is None:
+        if len(_LABELS) >= 100_000:
+            _LABELS.clear()
+        found = _LABELS[value] = keys.clipped(value, keys.LABEL_BYTES)
+    return {"S": found}
 
 
 def update_action(
     table: str,
     key: Key,
-    add: Mapping[str, Decimal],
+    add: Mapping[str, Decimal | int],
     set_values: Mapping[str, Any],
     add_buckets: Iterable[int] = (),
     condition: tuple[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """An Update of a transaction: ADD counters (and buckets), SET labels."""
-    names: dict[str, str] = {}
-    values: dict[str, Any] = {}
-    adds, sets = [], []
-    for index, (name, delta) in enumerate(sorted(add.items())):
-        names[f"#a{index}"], values[f":a{index}"] = name, number(delta)
-        adds.append(f"#a{index} :a{index}")
+    """An Update of a transaction: ADD counters (and buckets), SET labels. Its expression and names are shared
+    by every update of the same attributes (cached, never changed)."""
+    adds = tuple(sorted(add))
+    sets = tuple(sorted(set_values))
     buckets = sorted(add_buckets)
+    shape = update_shape(adds, sets, bool(buckets), condition is not None)
+    values: dict[str, Any] = {
+        placeholder: {"N": str(delta)}  # number()'s own first case, without the call
+        if type(delta := add[name]) is int and 0 <= delta < WHOLE_NUMBER_LIMIT
+        else number(delta)
+        for placeholder, name in zip(shape.add_values, adds)  # noqa: B905  the shape has one placeholder a name
+    }
     if buckets:
-        names["#buckets"], values[":buckets"] = "buckets", {"NS": [str(b) for b in buckets]}
-        adds.append("#buckets :buckets")
-    for index, (name, value) in enumerate(sorted(set_values.items())):
-        names[f"#s{index}"] = name
-        values[f":s{index}"] = (
-            number(value) if isinstance(value, int) else {"S": keys.clipped(str(value), keys.LABEL_BYTES)}
-        )
-        sets.append(f"#s{index} = :s{index}")
-    expression = " ".join(
-        part
-        for part in (("ADD " + ", ".join(adds)) if adds else "", ("SET " + ", ".join(sets)) if sets else "")
-        if part
-    )
+        values[":buckets"] = {"NS": [str(b) for b in buckets]}
+    for placeholder, name in zip(shape.set_values, sets, strict=True):
+        value = set_values[name]
+        values[placeholder] = number(value) if isinstance(value, int) else label_value(str(value))
     update: dict[str, Any] = {
         "TableName": table,
         "Key": key_value(key),
-        "UpdateExpression": expression,
-        "ExpressionAttributeNames": names,
+        "UpdateExpression": shape.expression,
+        "ExpressionAttributeNames": shape.names,
         "ExpressionAttributeValues": values,
     }
     if condition is not None:
         text, condition_values = condition
         update["ConditionExpression"] = text
-        names["#v"] = "v"
         values.update(condition_values)
     return {"Update": update}
 
@@ -509,8 +1210,8 @@ def user_chunk_actions(
 ) -> list[dict[str, Any]]:
     """Updates of a user chunk, given the user day items as read: only buckets new to a user are counted."""
     day_updates: dict[Key, dict[str, Any]] = {}
-    month_adds: dict[Key, dict[str, Decimal]] = {}
-    counters: dict[Key, Decimal] = defaultdict(Decimal)
+    month_adds: dict[Key, dict[str, Decimal | int]] = {}
+    counters: dict[Key, int] = defaultdict(int)
     counter_expiry: dict[Key, int] = {}
     for piece in chunk.slices:
         day_key, month_key = user_items(piece.user, piece.day)
@@ -530,10 +1231,10 @@ def user_chunk_actions(
             groups = rollup.user_groups[(piece.user, piece.day)]
             new_counts.extend((keys.group_pk(piece.day), keys.group_sk(d, g)) for d, g in groups.items())
         for counter_key in new_counts:
-            counters[counter_key] += ONE
+            counters[counter_key] += 1
             counter_expiry[counter_key] = rollup.expires[day_key]
         adds = dict(rollup.counters.get(day_key, {})) if entry["usage"] else {}
-        adds["v"] = ONE
+        adds["v"] = 1
         condition = (
             ("#v = :expected", {":expected": number(state.version)})
             if state.exists
@@ -671,11 +1372,16 @@ class RollupStore:
         totals: dict[Key, dict[str, Any]] = {}
         projection = "pk, sk, #user, #source, tokens, cost_usd"
         for item in self.batch_get(wanted, projection, {"#user": "user", "#source": "source"}):
-            totals[(item["pk"]["S"], item["sk"]["S"])] = {
-                "user": item.get("user", {}).get("S", item["pk"]["S"].removeprefix("USER#")),
-                "source": item.get("source", {}).get("S", "none"),
-                "tokens": float(item.get("tokens", {}).get("N", "0")),
-                "cost_usd": float(item.get("cost_usd", {}).get("N", "0")),
+            pk = item["pk"]["S"]
+            labelled: Mapping[str, Any] = item.get("user") or EMPTY
+            source: Mapping[str, Any] = item.get("source") or EMPTY
+            tokens: Mapping[str, Any] = item.get("tokens") or EMPTY
+            cost: Mapping[str, Any] = item.get("cost_usd") or EMPTY
+            totals[(pk, item["sk"]["S"])] = {
+                "user": labelled["S"] if "S" in labelled else pk.removeprefix("USER#"),
+                "source": source.get("S", "none"),
+                "tokens": float(tokens.get("N", "0")),
+                "cost_usd": float(cost.get("N", "0")),
             }
         for period, items in sorted(periods.items()):
             self.merge_top(period, [totals[item] for item in sorted(items) if item in totals], expiries[period])
@@ -729,7 +1435,9 @@ def merge_top_entries(current: list[dict[str, Any]], updates: list[dict[str, Any
     kept = {
         user
         for measure in ("tokens", "cost_usd")
-        for user, _ in sorted(by_user.items(), key=lambda pair: (-pair[1][measure], pair[0]))[: keys.TOP_USERS_KEPT]
+        for user, _ in heapq.nsmallest(
+            keys.TOP_USERS_KEPT, by_user.items(), key=lambda pair: (-pair[1][measure], pair[0])
+        )
     }
     return [by_user[user] for user in sorted(kept)]
 
@@ -793,6 +1501,21 @@ def send_to_queue(client: Any, queue_url: str, messages: Sequence[str]) -> None:
 # Handler -------------------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while one delivery is read and written. What a delivery allocates
+    holds no reference cycles and reference counting frees it; the collector would only walk every live
+    object again and again (the SDK's service models, and in the benchmark the in-memory table)."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def aggregate(
     event: Mapping[str, Any],
     settings: Settings,
@@ -804,6 +1527,17 @@ def aggregate(
     unreadable delivery is counted on (their own timestamps cannot be trusted), the latest event time booked,
     and the ledger's expiry. A retried delivery keeps the arrival of its first attempt (the ledger has it),
     so a retry after midnight makes the same additions."""
+    with collector_paused():
+        return _aggregate(event, settings, store, queue, clock)
+
+
+def _aggregate(
+    event: Mapping[str, Any],
+    settings: Settings,
+    store: RollupStore,
+    queue: Callable[[Sequence[str]], None],
+    clock: Seconds,
+) -> dict[str, Any]:
     try:
         payload = decode_delivery(event)
     except UnreadableBatchError as error:
@@ -845,10 +1579,16 @@ def aggregate(
     return summary
 
 
+DYNAMODB_CONFIG = Config(parameter_validation=False)
+"""Every request this function makes is built here, in the shapes DynamoDB takes (keys, numbers as text of at
+most 38 digits, labels clipped, at most 100 items a transaction): botocore's parameter validation would only
+check them again, at three times the client's CPU per item written (see docs/dashboard.md)."""
+
+
 def handler(event: Mapping[str, Any], context: Any, clock: Seconds = wall_clock_seconds) -> dict[str, Any]:
     settings = Settings.from_environment(os.environ)
-    store = RollupStore(boto3.client("dynamodb"), settings.table_name, clock)
-    sqs = boto3.client("sqs")
+    store = RollupStore(aws.client("dynamodb", DYNAMODB_CONFIG), settings.table_name, clock)
+    sqs = aws.client("sqs")
 
     def queue(messages: Sequence[str]) -> None:
         send_to_queue(sqs, settings.failed_queue_url, messages)

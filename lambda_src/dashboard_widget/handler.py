@@ -41,7 +41,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -51,7 +50,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from lambda_src.common import dynamodb
+from lambda_src.common import aws, dynamodb
 from lambda_src.common import rollups as keys
 from lambda_src.common.clock import Instant, wall_clock_now
 from lambda_src.common.dynamodb import plain_item
@@ -1584,7 +1583,7 @@ def handler(event: Mapping[str, Any], context: Any, now: Instant = wall_clock_no
             f"the function's environment is incomplete ({type(error).__name__}: {error})",
             "Check the function's TABLE_NAME and TIME_ZONE (an IANA zone); the Dashboard component sets both.",
         )
-    client = boto3.client("dynamodb", config=CLIENT_CONFIG)
+    client = aws.client("dynamodb", CLIENT_CONFIG)
     reader = RollupReader(client, table_name, remaining=remaining_seconds(context))
     output = render(event, reader, zone, now(), request_id=request_id)
     log("INFO", "rendered", widget=requested_widget(event), items_read=reader.items_read, request_id=request_id)

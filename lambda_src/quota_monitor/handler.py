@@ -56,7 +56,6 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -68,7 +67,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as NoConnectionError
 
-from lambda_src.common import dynamodb
+from lambda_src.common import aws, dynamodb
 from lambda_src.common import rollups as keys
 from lambda_src.common.clock import Instant, wall_clock_now
 from lambda_src.common.dynamodb import plain_item
@@ -801,7 +800,7 @@ def remaining_seconds(context: Any) -> Callable[[], float]:
 
 def handler(event: Mapping[str, Any], context: Any, now: Instant = wall_clock_now) -> dict[str, Any]:
     settings = Settings.from_environment(os.environ)
-    tables, sns = boto3.client("dynamodb"), boto3.client("sns", config=PUBLISH_CLIENT_CONFIG)
+    tables, sns = aws.client("dynamodb"), aws.client("sns", PUBLISH_CLIENT_CONFIG)
     reader = UsageReader(tables, settings.rollup_table)
     ledger = AlertLedger(tables, settings.quota_table, uuid.uuid4().hex)  # Lambda's retries reuse the request id
 

@@ -10,6 +10,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from lambda_src.common import aws
 from tests.clock import Clock
 from tests.lambda_src.rollup_table import Deployed
 
@@ -45,3 +46,12 @@ def aws_client(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Callable[
 def deployed(aws_client: Callable[[str], Any], clock: Clock) -> Deployed:
     """A fresh rollup table and failed-event queue with the aggregator wired to them."""
     return Deployed(aws_client, f"rollups-{uuid.uuid4().hex[:12]}", clock)
+
+
+@pytest.fixture(autouse=True)
+def fresh_aws_clients() -> Iterator[None]:
+    """Each test starts with no AWS clients (the functions keep theirs between invocations, as on Lambda, and a
+    test's moto server or patched boto3 must not reach the next test)."""
+    aws.client.cache_clear()
+    yield
+    aws.client.cache_clear()

@@ -8,6 +8,30 @@ import copy
 from typing import Any
 
 
+def copied(item: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of an item of attribute values (strings, and lists of strings in sets), without
+    copy.deepcopy's bookkeeping; anything else is deep-copied."""
+    result: dict[str, Any] = {}
+    for name, typed in item.items():
+        if type(typed) is not dict or len(typed) != 1:
+            result[name] = copy.deepcopy(typed)
+            continue
+        ((kind, content),) = typed.items()
+        if type(content) is str:
+            result[name] = {kind: content}
+        elif type(content) is list and all(type(element) is str for element in content):
+            result[name] = {kind: list(content)}
+        else:
+            result[name] = copy.deepcopy(typed)
+    return result
+
+
+ZERO: dict[str, str] = {"N": "0"}  # read, never stored
+NO_BUCKETS: dict[str, list[str]] = {"NS": []}
+VALUE_OF = {f"#{kind}{index}": f":{kind}{index}" for kind in "as" for index in range(64)}
+"""The value placeholder of a name placeholder (#a0 -> :a0), for the common ones."""
+
+
 class ConditionFailedError(Exception):
     def __init__(self, reasons: list[dict[str, str]]) -> None:
         super().__init__("cancelled")
@@ -35,39 +59,47 @@ class MemoryTable:
         return {"Responses": {table: found}}
 
     def transact_write_items(self, TransactItems: list[dict[str, Any]]) -> None:  # noqa: N803
+        items = self.items
         reasons = []
+        failed = False
         for action in TransactItems:
             body = action.get("Put") or action["Update"]
-            key = (body.get("Item", body.get("Key"))["pk"]["S"], body.get("Item", body.get("Key"))["sk"]["S"])
-            current = self.items.get(key)
+            item_key = body.get("Item", body.get("Key"))
+            current = items.get((item_key["pk"]["S"], item_key["sk"]["S"]))
             condition = body.get("ConditionExpression", "")
             ok = True
             if condition.startswith("attribute_not_exists"):
                 ok = current is None or ("#v" in condition and "v" not in current)
             elif condition:
                 ok = current is not None and current.get("v") == body["ExpressionAttributeValues"][":expected"]
+            failed = failed or not ok
             reasons.append({"Code": "None" if ok else "ConditionalCheckFailed"})
-        if any(reason["Code"] != "None" for reason in reasons):
+        if failed:
             raise ConditionFailedError(reasons)
         for action in TransactItems:
             self.written += 1
             if "Put" in action:
                 item = action["Put"]["Item"]
-                self.items[(item["pk"]["S"], item["sk"]["S"])] = copy.deepcopy(item)
+                items[(item["pk"]["S"], item["sk"]["S"])] = copied(item)
                 continue
             update = action["Update"]
             key = (update["Key"]["pk"]["S"], update["Key"]["sk"]["S"])
-            item = self.items.setdefault(key, copy.deepcopy(update["Key"]))
-            names, values = update["ExpressionAttributeNames"], update["ExpressionAttributeValues"]
-            for placeholder, name in names.items():
-                value = values.get(":" + placeholder[1:]) if placeholder != "#v" else None
+            item = items.get(key)
+            if item is None:
+                item = items[key] = copied(update["Key"])
+            values = update["ExpressionAttributeValues"]
+            for placeholder, name in update["ExpressionAttributeNames"].items():
                 if name == "v":
-                    item["v"] = {"N": str(int(item.get("v", {"N": "0"})["N"]) + 1)}
-                elif name == "buckets" and value is not None:
-                    item["buckets"] = {"NS": sorted(set(item.get("buckets", {"NS": []})["NS"]) | set(value["NS"]))}
-                elif value is not None and "N" in value and placeholder.startswith("#a"):
-                    item[name] = {"N": str(float(item.get(name, {"N": "0"})["N"]) + float(value["N"]))}
-                elif value is not None:
+                    item["v"] = {"N": str(int(item.get("v", ZERO)["N"]) + 1)}
+                    continue
+                value = values.get(VALUE_OF.get(placeholder) or ":" + placeholder[1:]) if placeholder != "#v" else None
+                if value is None:
+                    continue
+                if name == "buckets":
+                    item["buckets"] = {"NS": sorted(set(item.get("buckets", NO_BUCKETS)["NS"]) | set(value["NS"]))}
+                elif "N" in value and placeholder[:2] == "#a":
+                    item[name] = {"N": str(float(item.get(name, ZERO)["N"]) + float(value["N"]))}
+                else:
                     item[name] = value
 
     def get_item(self, TableName: str, Key: dict[str, Any], **_: Any) -> dict[str, Any]:  # noqa: N803

@@ -18,6 +18,7 @@ from lambda_src.analytics_transform.handler import (
     Settings,
     transform,
 )
+from lambda_src.common import aws
 from lambda_src.common.lake_schema import EVENTS_COLUMNS, METRICS_COLUMNS
 from lambda_src.common.log_records import coerce
 from lambda_src.common.pricing import PriceTable
@@ -347,7 +348,7 @@ def test_the_handler_puts_records_back_into_the_stream_it_was_called_by(
     )
     monkeypatch.setenv("METRICS_LOG_GROUP", METRICS_LOG_GROUP)
     monkeypatch.setenv("EVENTS_LOG_GROUP", EVENTS_LOG_GROUP)
-    monkeypatch.setattr(transform_module.boto3, "client", {"firehose": firehose}.__getitem__)
+    monkeypatch.setattr(aws.boto3, "client", lambda service, **_: {"firehose": firehose}[service])
     batch = logs_batch(METRICS_LOG_GROUP, token_events(NOON) + token_events(NOON + timedelta(hours=1)))
     response = transform_module.handler(firehose_event([batch]), None, clock=Clock(NOON))
     assert [r["result"] for r in response["records"]] == ["Dropped"]

@@ -19,6 +19,7 @@ import pytest
 from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
 from botocore.stub import Stubber
 
+from lambda_src.common import aws
 from lambda_src.common import rollups as keys
 from lambda_src.common.dynamodb import ATTEMPTS
 from lambda_src.dashboard_widget import handler as widget_handler
@@ -506,7 +507,7 @@ def test_the_handler_renders_and_logs_failures_with_the_request_id(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setattr(widget_handler, "boto3", SimpleNamespace(client=lambda service, **_: aws_client(service)))
+    monkeypatch.setattr(aws, "boto3", SimpleNamespace(client=lambda service, **_: aws_client(service)))
     monkeypatch.setenv("TIME_ZONE", "UTC")
     event = widget_event("cost", clock.now() - timedelta(hours=3), clock.now())
 

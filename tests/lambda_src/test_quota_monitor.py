@@ -28,6 +28,7 @@ from botocore.exceptions import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lambda_src.common import aws
 from lambda_src.common import rollups as keys
 from lambda_src.common.dynamodb import plain_item
 from lambda_src.common.quota_policies import (
@@ -422,7 +423,7 @@ class Wired:
             "AWS_LAMBDA_FUNCTION_NAME": "ccm-dev-quota-monitor",
         }.items():
             monkeypatch.setenv(name, value)
-        monkeypatch.setattr(monitor, "boto3", SimpleNamespace(client=self.client))
+        monkeypatch.setattr(aws, "boto3", SimpleNamespace(client=self.client))
         self.delivered: list[str] = []
 
     def client(self, service: str, **options: Any) -> Any:
