@@ -6,8 +6,10 @@ Rules every query follows:
 - Sums data points: Claude Code counters are deltas. Requests are `api_request` events, never token rows.
 - Attributes a row to `user_key` (email, else user id, else account uuid); rows with none are reported as
   `(unattributed)` so totals add up, and `data_quality` says how many there are.
-- Prices come from the `prices` table (one row per model version and token type); a model without a price
-  has a NULL cost and is counted as unpriced, never as free.
+- Prices come from the `prices` table (one row per model version and token type). `cost_usd` is the dashboard's
+  and the quota monitor's cost: tokens at the table's prices, and for a model the table does not price the cost
+  Claude Code reported, so current models are never free. `priced_cost_usd` (tokens at the table's prices only;
+  NULL for a model without a price) and `reported_cost_usd` (the client's own figure) stand beside it.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from lambda_src.common.quota_policies import QuotaPolicy
+from lambda_src.common.telemetry import COST_METRIC, TOKEN_METRIC
 
 UNATTRIBUTED_USER = "(unattributed)"
-TOKEN_METRIC = "claude_code.token.usage"
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,17 @@ PRICED_TOKENS = (
     "AND p.model_version = m.model_version AND p.token_type = m.type"
 )
 PRICED_COST = f"CASE WHEN m.metric_name = '{TOKEN_METRIC}' THEN m.value * p.usd_per_million_tokens / 1e6 END"
+PRICED_MODELS = (
+    "LEFT JOIN prices pm ON m.metric_name = '" + COST_METRIC + "' "
+    "AND pm.model_version = m.model_version AND pm.token_type = 'input'"
+)
+"""The models the table prices (by their input price), joined to the client's cost rows."""
+COST = (
+    f"CASE WHEN m.metric_name = '{TOKEN_METRIC}' THEN m.value * p.usd_per_million_tokens / 1e6 "
+    f"WHEN m.metric_name = '{COST_METRIC}' AND pm.model_version IS NULL THEN m.value END"
+)
+"""The cost the dashboard and the quota monitor count (as the aggregator does): tokens at the table's prices, and
+the client's reported cost of a model the table does not price. Needs PRICED_TOKENS and PRICED_MODELS."""
 
 
 def metric_sum(metric: str, extra: str = "") -> str:
@@ -64,7 +77,8 @@ def metric_sum(metric: str, extra: str = "") -> str:
 
 def _usage_by(column: str, label: str) -> NamedQuery:
     return NamedQuery(
-        f"Last 30 days by {label}: active users, sessions, tokens, priced and reported cost, lines, commits, "
+        f"Last 30 days by {label}: active users, sessions, tokens, cost (priced and reported beside it), lines, "
+        "commits, "
         "pull requests, active hours",
         f"""
 SELECT
@@ -72,8 +86,9 @@ SELECT
   count(DISTINCT m.user_key) AS active_users,
   {metric_sum("claude_code.session.count")} AS sessions,
   {metric_sum(TOKEN_METRIC)} AS tokens,
+  round(sum({COST}), 4) AS cost_usd,
   round(sum({PRICED_COST}), 4) AS priced_cost_usd,
-  round({metric_sum("claude_code.cost.usage")}, 4) AS reported_cost_usd,
+  round({metric_sum(COST_METRIC)}, 4) AS reported_cost_usd,
   {metric_sum("claude_code.lines_of_code.count", "m.type = 'added'")} AS lines_added,
   {metric_sum("claude_code.lines_of_code.count", "m.type = 'removed'")} AS lines_removed,
   {metric_sum("claude_code.commit.count")} AS commits,
@@ -81,9 +96,10 @@ SELECT
   round({metric_sum("claude_code.active_time.total")} / 3600, 2) AS active_hours
 FROM metrics m
 {PRICED_TOKENS}
+{PRICED_MODELS}
 WHERE m.{since(30)}
 GROUP BY 1
-ORDER BY priced_cost_usd DESC NULLS LAST, 1
+ORDER BY cost_usd DESC NULLS LAST, 1
 """,
     )
 
@@ -130,15 +146,15 @@ usage AS (
     {user_column("m")} AS user_key,
     max_by(m.department, m.event_time) AS department,
     max_by(m.team_id, m.event_time) AS team,
-    sum(m.value) AS month_tokens,
-    sum(CASE WHEN date_trunc('day', {local}) = date_trunc('day', {now}) THEN m.value END) AS day_tokens,
-    sum(m.value * p.usd_per_million_tokens / 1e6) AS month_usd,
-    sum(CASE WHEN date_trunc('day', {local}) = date_trunc('day', {now})
-        THEN m.value * p.usd_per_million_tokens / 1e6 END) AS day_usd
+    {metric_sum(TOKEN_METRIC)} AS month_tokens,
+    {metric_sum(TOKEN_METRIC, f"date_trunc('day', {local}) = date_trunc('day', {now})")} AS day_tokens,
+    sum({COST}) AS month_usd,
+    sum(CASE WHEN date_trunc('day', {local}) = date_trunc('day', {now}) THEN {COST} END) AS day_usd
   FROM metrics m
   {PRICED_TOKENS}
+  {PRICED_MODELS}
   WHERE m.dt >= date_format(date_trunc('month', current_date) - INTERVAL '1' DAY, '%Y-%m-%d')
-    AND m.metric_name = '{TOKEN_METRIC}'
+    AND m.metric_name IN ('{TOKEN_METRIC}', '{COST_METRIC}')
     AND date_trunc('month', {local}) = date_trunc('month', {now})
   GROUP BY 1
 ),
@@ -194,8 +210,9 @@ LIMIT {top}
 """,
         ),
         "top_users_by_cost": NamedQuery(
-            f"Last 30 days: the {top} users with the highest cost, priced per model version and token type, "
-            "beside the cost Claude Code reported; tokens of models without a price are counted apart",
+            f"Last 30 days: the {top} users with the highest cost (tokens priced per model version and token type; "
+            "for a model without a price, the cost Claude Code reported), beside the cost Claude Code reported; "
+            "tokens of models without a price are counted apart",
             f"""
 WITH priced AS (
   SELECT
@@ -208,19 +225,24 @@ WITH priced AS (
   GROUP BY 1
 ),
 reported AS (
-  SELECT {user_column("m")} AS user_key, sum(m.value) AS reported_cost_usd
+  SELECT
+    {user_column("m")} AS user_key,
+    sum(m.value) AS reported_cost_usd,
+    sum(CASE WHEN pm.model_version IS NULL THEN m.value END) AS unpriced_reported_usd
   FROM metrics m
-  WHERE m.{since(30)} AND m.metric_name = 'claude_code.cost.usage'
+  {PRICED_MODELS}
+  WHERE m.{since(30)} AND m.metric_name = '{COST_METRIC}'
   GROUP BY 1
 )
 SELECT
   COALESCE(priced.user_key, reported.user_key) AS user_key,
+  round(COALESCE(priced.priced_cost_usd, 0) + COALESCE(reported.unpriced_reported_usd, 0), 4) AS cost_usd,
   round(priced.priced_cost_usd, 4) AS priced_cost_usd,
   round(reported.reported_cost_usd, 4) AS reported_cost_usd,
   COALESCE(priced.unpriced_tokens, 0) AS unpriced_tokens
 FROM priced
 FULL OUTER JOIN reported ON priced.user_key = reported.user_key
-ORDER BY priced_cost_usd DESC NULLS LAST, 1
+ORDER BY cost_usd DESC, 1
 LIMIT {top}
 """,
         ),
@@ -331,19 +353,21 @@ ORDER BY 1
 """,
         ),
         "monthly_cost_per_user": NamedQuery(
-            "This month and the two before (UTC months): tokens, priced cost and reported cost per user",
+            "This month and the two before (UTC months): tokens and cost per user, priced and reported cost beside it",
             f"""
 SELECT
   date_format(m.event_time, '%Y-%m') AS month,
   {user_column("m")} AS user_key,
   {metric_sum(TOKEN_METRIC)} AS tokens,
+  round(sum({COST}), 4) AS cost_usd,
   round(sum({PRICED_COST}), 4) AS priced_cost_usd,
-  round({metric_sum("claude_code.cost.usage")}, 4) AS reported_cost_usd
+  round({metric_sum(COST_METRIC)}, 4) AS reported_cost_usd
 FROM metrics m
 {PRICED_TOKENS}
-WHERE m.{months_back(2)} AND m.metric_name IN ('{TOKEN_METRIC}', 'claude_code.cost.usage')
+{PRICED_MODELS}
+WHERE m.{months_back(2)} AND m.metric_name IN ('{TOKEN_METRIC}', '{COST_METRIC}')
 GROUP BY 1, 2
-ORDER BY 1, priced_cost_usd DESC NULLS LAST, 2
+ORDER BY 1, cost_usd DESC NULLS LAST, 2
 """,
         ),
         "quota_tracking": _quota_tracking(settings),

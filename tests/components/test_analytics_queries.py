@@ -73,7 +73,10 @@ def metric_log_events() -> list[dict[str, Any]]:
         # 23:30 UTC on New Year's Eve is 00:30 on 1 January in Berlin, the quota time zone
         *tokens("2026-12-31T23:30:00", BOB, OPUS, input=500_000, cacheCreation=100_000),
         emf_event(at("2026-12-31T23:30:00"), BOB, {"claude_code.session.count": 1}),
+        emf_event(at("2026-12-31T23:30:00"), BOB, {"claude_code.cost.usage": 9.0}, model=OPUS),  # priced: tokens count
         *tokens("2027-01-01T10:00:00", BOB, "claude-mystery-9", output=10_000),
+        # a model the table does not price: its cost is what the client reported, never $0
+        emf_event(at("2027-01-01T10:00:00"), BOB, {"claude_code.cost.usage": 0.25}, model="claude-mystery-9"),
         *tokens("2027-01-02T12:00:00", CAROL, SONNET, input=100_000),
         emf_event(at("2027-01-02T12:00:00"), CAROL, {"claude_code.session.count": 1}),
         emf_event(at("2027-01-02T12:00:00"), CAROL, {"claude_code.active_time.total": 1800}),
@@ -222,6 +225,9 @@ def test_top_users_by_cost_prices_each_token_type(lake: duckdb.DuckDBPyConnectio
     assert list(rows) == ["bob@example.com", "ada@example.com", "u-carol"]
     assert rows["bob@example.com"]["priced_cost_usd"] == pytest.approx(7.5 + 1.875)  # opus input + 5m cache writes
     assert rows["bob@example.com"]["unpriced_tokens"] == 10_000  # the unknown model is not free, it is unpriced
+    assert rows["bob@example.com"]["cost_usd"] == pytest.approx(9.375 + 0.25)  # and costs what the client reported
+    assert rows["bob@example.com"]["reported_cost_usd"] == pytest.approx(9.25)
+    assert rows["ada@example.com"]["cost_usd"] == pytest.approx(8.4)  # priced: the table's cost, not the client's
     assert rows["ada@example.com"]["priced_cost_usd"] == pytest.approx(3 + 1.5 + 3 + 0.6 + 0.3)
     assert rows["ada@example.com"]["reported_cost_usd"] == pytest.approx(8.35)
 
@@ -247,6 +253,7 @@ def test_usage_by_team(lake: duckdb.DuckDBPyConnection) -> None:
     assert (platform["lines_added"], platform["lines_removed"], platform["commits"]) == (120, 30, 2)
     assert platform["active_hours"] == 2.0
     assert rows["interns"]["priced_cost_usd"] == pytest.approx(9.375)
+    assert rows["interns"]["cost_usd"] == pytest.approx(9.625) and platform["cost_usd"] == pytest.approx(8.7)
 
 
 def test_usage_by_department_and_cost_center(lake: duckdb.DuckDBPyConnection) -> None:
@@ -294,6 +301,9 @@ def test_monthly_cost_per_user_crosses_the_year(lake: duckdb.DuckDBPyConnection)
     assert rows[("2026-12", "ada@example.com")]["reported_cost_usd"] == pytest.approx(7.4)
     assert rows[("2027-01", "ada@example.com")]["tokens"] == 220_000
     assert rows[("2026-12", "bob@example.com")]["priced_cost_usd"] == pytest.approx(9.375)
+    assert rows[("2026-12", "bob@example.com")]["cost_usd"] == pytest.approx(9.375)
+    assert rows[("2027-01", "bob@example.com")]["cost_usd"] == pytest.approx(0.25)
+    assert rows[("2027-01", "bob@example.com")]["priced_cost_usd"] is None
 
 
 def test_quota_tracking_applies_user_then_team_then_department_then_default(lake: duckdb.DuckDBPyConnection) -> None:
@@ -302,6 +312,7 @@ def test_quota_tracking_applies_user_then_team_then_department_then_default(lake
     bob, ada, carol = rows
     assert bob["policy"] == "team interns"  # the team's policy wins over the research department's
     assert bob["month_tokens"] == 610_000 and bob["monthly_tokens_pct"] == 122.0  # 31 Dec 23:30 UTC is January here
+    assert bob["month_usd"] == pytest.approx(9.625)  # as the quota monitor counts: the unpriced model's reported cost
     assert ada["policy"] == "user ada@example.com" and ada["monthly_usd_pct"] == 90.0
     assert ada["daily_tokens"] is None  # the user's own policy replaces the default as a whole
     assert carol["policy"] == "default"
