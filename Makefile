@@ -89,6 +89,7 @@ bench: setup
 	$(RUN) python -m benchmarks.analytics_transform --write-readme
 	$(RUN) python -m benchmarks.dashboard --write-readme
 	$(RUN) python -m benchmarks.quota --write-readme
+	$(MAKE) --no-print-directory cost  # re-price the stacks with what was just measured
 
 # The native binary comes from the optional dependency @anthropic-ai/claude-code-linux-x64 (postinstall links it).
 client/node_modules/.bin/claude: client/package.json client/package-lock.json

@@ -14,15 +14,19 @@ import argparse
 import base64
 import contextlib
 import io
+import json
 import random
 import statistics
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from benchmarks.readme import write_headlines, write_section
+from benchmarks.readme import write_results, write_section
+from components.analytics import AnalyticsArgs
 from lambda_src.analytics_transform.handler import Settings, transform
+from tests.lake import PARQUET_COMPRESSION, arrow_values, parquet_bytes
 from tests.telemetry import (
     EVENTS_LOG_GROUP,
     METRICS_LOG_GROUP,
@@ -40,6 +44,8 @@ REPEAT = 3
 START = datetime(2026, 12, 31, 23, 52, tzinfo=UTC)
 BATCH_EVENTS = 100
 INVOCATION_BYTES = 200_000
+FLUSH_SECONDS = AnalyticsArgs.buffering_interval_seconds
+"""Firehose writes a partition's object every buffering interval (the stack's default) at this volume."""
 SONNET = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 
 
@@ -95,10 +101,29 @@ def invocations(log_group: str, log_events: list[dict[str, Any]]) -> Iterator[di
         yield firehose_event(payloads)
 
 
+def lake_bytes(written: dict[tuple[str, str], list[bytes]], flush_seconds: int = FLUSH_SECONDS) -> dict[str, int]:
+    """What the rows the transform returned take in the lake: JSON bytes, and Parquet bytes with one object per
+    table, partition and Firehose flush (rows grouped by `flush_seconds` of their event time)."""
+    json_bytes = 0
+    objects: dict[tuple[str, str, str, int], list[dict[str, Any]]] = defaultdict(list)
+    for (dt, hour), records in written.items():
+        for record in records:
+            json_bytes += len(record)
+            for line in record.splitlines():
+                values = json.loads(line)
+                table = "metrics" if "metric_name" in values else "events"
+                flush = int(datetime.fromisoformat(values["event_time"]).timestamp() // flush_seconds)
+                objects[(table, dt, hour, flush)].append(arrow_values(values))
+    parquet = sum(parquet_bytes(key[0], rows) for key, rows in objects.items())
+    return {"json_bytes": json_bytes, "parquet_bytes": parquet, "lake_objects": len(objects)}
+
+
 def measure(users: int = USERS, minutes: int = MINUTES, repeat: int = 1) -> dict[str, Any]:
-    """The transform over the fleet's quarter hour, `repeat` times: the median CPU seconds of a run."""
+    """The transform over the fleet's quarter hour, `repeat` times: the median CPU seconds of a run; the lake's
+    size from the first run's rows."""
     metric_events, claude_events, points = fleet(users, minutes)
-    runs = [run(metric_events, claude_events) for _ in range(repeat)]
+    written: dict[tuple[str, str], list[bytes]] = defaultdict(list)
+    runs = [run(metric_events, claude_events, written if index == 0 else None) for index in range(repeat)]
     if any(result != runs[0] | {"cpu_seconds": result["cpu_seconds"]} for result in runs):
         raise SystemExit("the runs differ")
     return {
@@ -109,10 +134,16 @@ def measure(users: int = USERS, minutes: int = MINUTES, repeat: int = 1) -> dict
         "points": points,
         "runs_cpu_seconds": [round(result["cpu_seconds"], 2) for result in runs],
         "cpu_seconds": statistics.median(result["cpu_seconds"] for result in runs),
+        **lake_bytes(written),
     }
 
 
-def run(metric_events: list[dict[str, Any]], claude_events: list[dict[str, Any]]) -> dict[str, Any]:
+def run(
+    metric_events: list[dict[str, Any]],
+    claude_events: list[dict[str, Any]],
+    written: dict[tuple[str, str], list[bytes]] | None = None,
+) -> dict[str, Any]:
+    """One pass of the transform over the fleet; the rows of every Ok record go to `written` (dt, hour)."""
     pending = [*invocations(METRICS_LOG_GROUP, metric_events), *invocations(EVENTS_LOG_GROUP, claude_events)]
     settings = Settings({METRICS_LOG_GROUP: "metrics", EVENTS_LOG_GROUP: "events"})
     records = rows = put_back = failed = calls = 0
@@ -133,7 +164,11 @@ def run(metric_events: list[dict[str, Any]], claude_events: list[dict[str, Any]]
         records += len(event["records"])
         for record in response["records"]:
             if record["result"] == "Ok":
-                rows += base64.b64decode(record["data"]).count(b"\n")
+                data = base64.b64decode(record["data"])
+                rows += data.count(b"\n")
+                if written is not None:
+                    keys = record["metadata"]["partitionKeys"]
+                    written[(keys["dt"], keys["hour"])].append(data)
             failed += record["result"] == "ProcessingFailed"
         if stream:
             put_back += len(stream)
@@ -157,6 +192,11 @@ def table(result: dict[str, Any]) -> str:
         f"| {result['users']:,} users, {result['minutes']} min across midnight | {result['log_events']:,} "
         f"| {result['points']:,} | {result['rows']:,} | {result['records']:,} | {result['put_back']:,} "
         f"| {result['log_events'] / seconds:,.0f} | {result['rows'] / seconds:,.0f} |",
+        "",
+        f"The rows returned, in the lake: {result['json_bytes'] / result['log_events']:,.0f} bytes of JSON per log "
+        f"event, {result['parquet_bytes'] / result['log_events']:,.0f} bytes of Parquet ({PARQUET_COMPRESSION}, "
+        f"{result['lake_objects']} objects: one per table, partition and {FLUSH_SECONDS} s buffer, written with "
+        "pyarrow from the Glue schemas, a model of Firehose's conversion).",
     ]
     return "\n".join(lines)
 
@@ -178,7 +218,14 @@ def main() -> None:
     )
     if args.write_readme:
         write_section("analytics-transform", text)
-        write_headlines("analytics-transform", headlines(result))
+        write_results(
+            "analytics-transform",
+            headlines(result),
+            {
+                "log_events_per_cpu_second": result["log_events"] / result["cpu_seconds"],
+                "parquet_bytes_per_log_event": result["parquet_bytes"] / result["log_events"],
+            },
+        )
 
 
 def headlines(result: dict[str, Any]) -> list[tuple[str, str, str]]:

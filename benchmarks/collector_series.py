@@ -13,7 +13,7 @@ import random
 import time
 from typing import Any
 
-from benchmarks.readme import write_headlines, write_section
+from benchmarks.readme import write_results, write_section
 from components.collector_config import (
     CUSTOM_METRIC_MONTHLY_USD,
     EXAMPLE_ORGANISATION_VALUES,
@@ -148,7 +148,12 @@ def main() -> None:
         print(f"{row['users']:>6} users: {row['points']:,} points modelled in {row['seconds']:.2f} s")
     if args.write_readme:
         write_section("collector-series", text)
-        write_headlines("collector-series", headlines(rows))
+        write_results("collector-series", headlines(rows), measures(rows))
+
+
+def measures(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Series with the default sets by fleet size (`series_<developers>`), which the cost model prices."""
+    return {f"series_{row['users']}": row["series"] for row in rows}
 
 
 def headlines(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:

@@ -42,7 +42,8 @@ from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 
 from benchmarks.moto_dynamodb import moto_dynamodb
-from benchmarks.readme import write_headlines, write_section
+from benchmarks.readme import write_results, write_section
+from components.dashboard import AGGREGATOR_MEMORY_MB
 from lambda_src.common.log_records import read_logs_batch
 from lambda_src.dashboard_aggregator.handler import (
     DYNAMODB_CONFIG,
@@ -54,6 +55,7 @@ from lambda_src.dashboard_aggregator.handler import (
     reference_rollup_batch,
     rollup_batch,
 )
+from offline.prices import DYNAMODB_CALL_SECONDS, LAMBDA_MB_PER_VCPU, PRICE, REGION, Function, gb_seconds
 from tests.lambda_src.memory_table import MemoryTable
 from tests.telemetry import METRICS_LOG_GROUP, Developer, emf_event, logs_batch, subscription_event
 
@@ -64,23 +66,23 @@ REPEAT = 3
 CLIENT_DELIVERIES = 12
 HOUR = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
-# Prices (us-east-1, list): check your region.
-LAMBDA_ARM_GB_SECOND = 0.0000133334
-LAMBDA_REQUEST = 0.20 / 1_000_000
-LAMBDA_FULL_VCPU_MB = 1769
-"""At this much memory a function has one vCPU; below it, memory/1,769 of one, so a CPU-bound second costs
-1,769/1,024 GB-seconds whatever the memory."""
-AGGREGATOR_MEMORY_MB = 512
-DYNAMODB_CALL_SECONDS = 0.010
-"""An assumed round trip to DynamoDB (a transaction of up to 100 items, a batch get): the function waits, billed."""
 LOGS_INSIGHTS_GB_SCANNED = 0.005
+"""USD per GB scanned by Logs Insights, the us-east-1 list price (no eu-west-1 rate was found; the other prices
+are offline/prices.py's eu-west-1 ones, the same for Lambda in both regions)."""
 GUIDANCE_QUERIES = 10
 """Logs Insights queries the guidance's metrics aggregator starts every 5 minutes, each over the last 5 minutes of
 the metrics log group (total tokens, active users and their details, cache, top users, operations, languages,
 commits, lines, per-model rates; one more with fine-grained quotas)."""
-DYNAMODB_WRITE_UNIT = 0.625 / 1_000_000
 TRANSACTION_WRITE_UNITS = 2
 """A transactional write of an item of up to 1 KB."""
+AGGREGATOR = Function(AGGREGATOR_MEMORY_MB, arm=True)
+
+
+def usd(key: str) -> float:
+    price = PRICE[key].usd
+    if price is None:
+        raise SystemExit(f"offline/prices.py has no price for {key}")
+    return price
 
 
 def arrival() -> float:
@@ -327,11 +329,10 @@ def cost_per_million(result: dict[str, Any]) -> dict[str, float]:
     items = result["writes"] * scale
     own_cpu = result["own_seconds"] * scale
     client_cpu = result["client_us_per_item"] / 1e6 * items
-    gb_seconds_per_cpu_second = LAMBDA_FULL_VCPU_MB / 1024
-    compute = (own_cpu + client_cpu) * gb_seconds_per_cpu_second * LAMBDA_ARM_GB_SECOND
+    compute = gb_seconds(own_cpu + client_cpu, AGGREGATOR) * usd("lambda_arm_gb_second")
     calls = sum(result["calls"].values()) * scale
-    waiting = calls * DYNAMODB_CALL_SECONDS * AGGREGATOR_MEMORY_MB / 1024 * LAMBDA_ARM_GB_SECOND
-    requests = result["deliveries"] * scale * LAMBDA_REQUEST
+    waiting = gb_seconds(calls * DYNAMODB_CALL_SECONDS, AGGREGATOR, cpu_bound=False) * usd("lambda_arm_gb_second")
+    requests = result["deliveries"] * scale * usd("lambda_request")
     lambda_total = compute + waiting + requests
     scanned_gb = result["log_bytes"] * scale / 1e9 * GUIDANCE_QUERIES
     insights = scanned_gb * LOGS_INSIGHTS_GB_SCANNED
@@ -346,7 +347,7 @@ def cost_per_million(result: dict[str, Any]) -> dict[str, float]:
         "scanned_gb": scanned_gb,
         "insights": insights,
         "ratio": insights / lambda_total,
-        "dynamodb_writes": items * TRANSACTION_WRITE_UNITS * DYNAMODB_WRITE_UNIT,
+        "dynamodb_writes": items * TRANSACTION_WRITE_UNITS * usd("dynamodb_wru"),
     }
 
 
@@ -410,15 +411,16 @@ def report(aggregator: dict[str, Any], reads: dict[int, int]) -> str:
             f"{a['client_us_per_item']:,.0f} µs |",
             f"| The same with botocore's parameter validation | {a['client_us_per_item_validated']:,.0f} µs |",
             "",
-            "Cost per million log events (us-east-1 list prices: Lambda on arm64 $0.0000133334 per GB-second and "
-            "$0.20 per million requests; Logs Insights $0.005 per GB scanned; DynamoDB $0.625 per million write "
-            "units):",
+            f"Cost per million log events ({REGION} list prices from offline/prices.py: Lambda on arm64 "
+            f"${usd('lambda_arm_gb_second')} per GB-second and ${usd('lambda_request') * 1e6:.2f} per million "
+            f"requests, DynamoDB ${usd('dynamodb_wru') * 1e6:.3f} per million write units; Logs Insights "
+            f"${LOGS_INSIGHTS_GB_SCANNED} per GB scanned, the us-east-1 price, as no {REGION} rate was found):",
             "",
             "| | USD per million log events |",
             "|---|---:|",
             f"| Aggregator Lambda: CPU ({c['own_cpu_seconds']:,.0f} s of ours, {c['client_cpu_seconds']:,.0f} s "
-            f"of the SDK; a CPU second is {LAMBDA_FULL_VCPU_MB / 1024:.3f} GB-seconds below "
-            f"{LAMBDA_FULL_VCPU_MB:,} MB) | {c['compute']:.4f} |",
+            f"of the SDK; a CPU second is {LAMBDA_MB_PER_VCPU / 1024:.3f} GB-seconds below "
+            f"{LAMBDA_MB_PER_VCPU:,} MB) | {c['compute']:.4f} |",
             f"| Aggregator Lambda: waiting on DynamoDB ({c['calls']:,.0f} calls at an assumed "
             f"{DYNAMODB_CALL_SECONDS * 1000:.0f} ms, {AGGREGATOR_MEMORY_MB} MB) | {c['waiting']:.4f} |",
             f"| Aggregator Lambda: requests (one per delivery) | {c['requests']:.4f} |",
@@ -451,7 +453,20 @@ def main() -> None:
     print(json.dumps(aggregator, default=str))
     if options.write_readme:
         write_section("dashboard", text)
-        write_headlines("dashboard", headlines(aggregator))
+        write_results("dashboard", headlines(aggregator), measures(aggregator))
+
+
+def measures(aggregator: dict[str, Any]) -> dict[str, float]:
+    """What the cost model (offline/cost.py) prices: the aggregator's own CPU, the SDK's per item, the DynamoDB
+    calls it waits on, and per user of the synthetic hour the items written and the deliveries."""
+    users, log_events = aggregator["users"], aggregator["log_events"]
+    return {
+        "log_events_per_cpu_second": aggregator["own_log_events_per_second"],
+        "sdk_cpu_seconds_per_item": aggregator["client_us_per_item"] / 1e6,
+        "dynamodb_calls_per_log_event": sum(aggregator["calls"].values()) / log_events,
+        "items_per_user_hour": aggregator["writes"] / users,
+        "deliveries_per_user_hour": aggregator["deliveries"] / users,
+    }
 
 
 def headlines(aggregator: dict[str, Any]) -> list[tuple[str, str, str]]:

@@ -25,7 +25,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from benchmarks.moto_dynamodb import moto_dynamodb
-from benchmarks.readme import write_headlines, write_section
+from benchmarks.readme import write_results, write_section
 from lambda_src.common import rollups as keys
 from lambda_src.common.quota_policies import QuotaPolicy
 from lambda_src.quota_monitor.handler import (
@@ -260,7 +260,15 @@ def main() -> None:
     print(json.dumps(result))
     if options.write_readme:
         write_section("quota", text)
-        write_headlines("quota", headlines())
+        users, steady = result["users"], result["runs"][1]
+        write_results(
+            "quota",
+            headlines(),
+            {
+                "read_units_per_user_run": steady["read_units"] / users,
+                "seconds_per_user_run": modelled_seconds(users, 0)["total"] / users,
+            },
+        )
 
 
 def headlines() -> list[tuple[str, str, str]]:

@@ -30,6 +30,8 @@ from lambda_src.common.rollups import (
 )
 
 AGGREGATOR_FUNCTION = "dashboard_aggregator"
+AGGREGATOR_MEMORY_MB = 512
+"""The aggregator's memory: below 1,769 MB a function gets that share of a vCPU (docs/dashboard.md prices it)."""
 WIDGET_FUNCTION = "dashboard_widget"
 WIDGET_FAILURES_METRIC = "WidgetFailures"
 
@@ -223,7 +225,7 @@ class Dashboard(pulumi.ComponentResource):
             account_id=account,
             parent=self,
             timeout=120,
-            memory_size=512,
+            memory_size=AGGREGATOR_MEMORY_MB,
             log_retention_days=args.log_retention_days,
             tags=tags,
         )

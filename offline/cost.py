@@ -6,9 +6,10 @@
     python -m offline.cost --write-readme   # also rewrite the README's cost table and docs/cost.md's price table
 
 Pure: a plan (the preview's plan.json, awsx's modelled children included: the NAT gateways are among them), one
-price table (`PRICES`, each price with its source and the date it was looked up) and one usage assumption
-(`USAGE`, each number with the benchmark or document it comes from). Nothing is fetched; nothing is guessed: a
-price that could not be found is in the table as not found, and what it would price is listed as not priced.
+price table (`PRICES` in offline/prices.py, each price with its source and the date it was looked up) and one
+usage assumption (`USAGE`, each number with the benchmark or document it comes from; what the benchmarks measure
+is read from benchmarks/results.json). Nothing is fetched; nothing is guessed: a price that could not be found
+is in the table as not found, and what it would price is listed as not priced.
 """
 
 from __future__ import annotations
@@ -23,100 +24,23 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from benchmarks.readme import measured, read_results
+from offline.prices import (
+    DYNAMODB_CALL_SECONDS,
+    LOOKED_UP,
+    PRICE,
+    PRICES,
+    REGION,
+    Function,
+    Price,
+    gb_seconds,
+)
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FLEETS = (100, 1_000, 10_000)
 HOURS_PER_MONTH = 730  # AWS's convention for a month of hourly charges
 MINUTES_PER_MONTH = HOURS_PER_MONTH * 60
-REGION = "eu-west-1"
-LOOKED_UP = "2026-11-29"
 FREE_DASHBOARDS = 3
-LAMBDA_MB_PER_VCPU = 1769  # Lambda allocates CPU in proportion to memory: one full vCPU at 1,769 MB
-
-
-# Prices ------------------------------------------------------------------------------------------------------------
-
-_OFFER = "https://pricing.us-east-1.amazonaws.com/offers/v1.0/aws/{service}/{version}/eu-west-1/index.json"
-
-
-@dataclass(frozen=True)
-class Price:
-    key: str
-    what: str
-    usd: float | None
-    """USD per `unit` in eu-west-1; None when no eu-west-1 price was found (then nothing is priced with it)."""
-    unit: str
-    source: str
-    looked_up: str = LOOKED_UP
-    note: str = ""
-
-
-PRICES: tuple[Price, ...] = (
-    Price("nat_hour", "NAT gateway", 0.048, "NAT gateway-hour",
-          _OFFER.format(service="AmazonEC2", version="20260925174521"), note="usage type EU-NatGateway-Hours"),
-    Price("nat_gb", "NAT gateway data processed", 0.048, "GB",
-          _OFFER.format(service="AmazonEC2", version="20260925174521"), note="usage type EU-NatGateway-Bytes"),
-    Price("public_ipv4_hour", "Public IPv4 address in use", 0.005, "address-hour",
-          _OFFER.format(service="AmazonVPC", version="20260917190528"), note="EU-PublicIPv4:InUseAddress"),
-    Price("alb_hour", "Application Load Balancer", 0.0252, "ALB-hour",
-          "https://aws.amazon.com/elasticloadbalancing/pricing/",
-          note="EU-LoadBalancerUsage; the page renders regional rates in the browser: the rate is a July 2026 "
-          "eu-west-1 bill's ($15.00 for 595 h)"),
-    Price("alb_lcu_hour", "Application Load Balancer capacity unit", 0.008, "LCU-hour",
-          _OFFER.format(service="AWSELB", version="20260911124544"), note="EU-LCUUsage"),
-    Price("fargate_arm_vcpu_hour", "Fargate vCPU, Linux/ARM64", 0.03238, "vCPU-hour",
-          "https://pricing.us-east-1.amazonaws.com/offers/v1.0/aws/AmazonECS/current/eu-west-1/index.json",
-          note="EU-Fargate-ARM-vCPU-Hours:perCPU, SKU KXC9CEUQGJQPNZPY"),
-    Price("fargate_arm_gb_hour", "Fargate memory, Linux/ARM64", 0.00356, "GB-hour",
-          "https://pricing.us-east-1.amazonaws.com/offers/v1.0/aws/AmazonECS/current/eu-west-1/index.json",
-          note="EU-Fargate-ARM-GB-Hours, SKU MGJ5EB5GSHR8QZDF"),
-    Price("fargate_x86_vcpu_hour", "Fargate vCPU, Linux/x86", 0.04048, "vCPU-hour",
-          _OFFER.format(service="AmazonECS", version="20260911124425"), note="EU-Fargate-vCPU-Hours:perCPU"),
-    Price("fargate_x86_gb_hour", "Fargate memory, Linux/x86", 0.004445, "GB-hour",
-          _OFFER.format(service="AmazonECS", version="20260911124425"), note="EU-Fargate-GB-Hours"),
-    Price("kms_key_month", "KMS key", 1.00, "key-month", "https://aws.amazon.com/kms/pricing/",
-          note="every region; each automatic rotation adds $1 a month for the first two rotations"),
-    Price("alarm_month", "CloudWatch alarm, standard resolution", 0.10, "alarm metric-month",
-          _OFFER.format(service="AmazonCloudWatch", version="20260922021715"), note="EU-CW:AlarmMonitorUsage"),
-    Price("metric_month", "CloudWatch custom metric (first 10,000)", 0.30, "metric-month",
-          _OFFER.format(service="AmazonCloudWatch", version="20260922021715"), note="EU-CW:MetricMonitorUsage"),
-    Price("dashboard_month", "CloudWatch dashboard, beyond 3 free", 3.00, "dashboard-month",
-          "https://aws.amazon.com/cloudwatch/pricing/", note="every region"),
-    Price("logs_ingest_gb", "CloudWatch Logs ingestion, Standard class", 0.57, "GB",
-          _OFFER.format(service="AmazonCloudWatch", version="20260922021715"), note="EU-DataProcessing-Bytes"),
-    Price("logs_storage_gb_month", "CloudWatch Logs storage", 0.03, "GB-month",
-          _OFFER.format(service="AmazonCloudWatch", version="20260922021715"), note="EU-TimedStorage-ByteHrs"),
-    Price("secret_month", "Secrets Manager secret", 0.40, "secret-month",
-          _OFFER.format(service="AWSSecretsManager", version="20260911124610"), note="EU-AWSSecretsManager-Secrets"),
-    Price("dynamodb_wru", "DynamoDB on-demand write request unit", 0.705e-6, "WRU",
-          _OFFER.format(service="AmazonDynamoDB", version="20260911124422"), note="EU-WriteRequestUnits"),
-    Price("dynamodb_rru", "DynamoDB on-demand read request unit", 0.1415e-6, "RRU",
-          _OFFER.format(service="AmazonDynamoDB", version="20260911124422"), note="EU-ReadRequestUnits"),
-    Price("dynamodb_storage_gb_month", "DynamoDB storage", 0.283, "GB-month",
-          _OFFER.format(service="AmazonDynamoDB", version="20260911124422"),
-          note="EU-TimedStorage-ByteHrs, beyond the first 25 GB (not deducted here)"),
-    Price("dynamodb_pitr_gb_month", "DynamoDB point-in-time recovery storage", 0.22, "GB-month",
-          _OFFER.format(service="AmazonDynamoDB", version="20260911124422"), note="EU-TimedPITRStorage-ByteHrs"),
-    Price("lambda_request", "Lambda request", 0.20e-6, "request",
-          _OFFER.format(service="AWSLambda", version="20261001184746"), note="EU-Request"),
-    Price("lambda_arm_gb_second", "Lambda compute, ARM64 (first 7.5 billion GB-s)", 0.0000133334, "GB-second",
-          "https://pricing.us-east-1.amazonaws.com/offers/v1.0/aws/AWSLambda/current/eu-west-1/index.json",
-          note="EU-Lambda-GB-Second-ARM, tier 1"),
-    Price("lambda_x86_gb_second", "Lambda compute, x86 (first 6 billion GB-s)", 0.0000166667, "GB-second",
-          _OFFER.format(service="AWSLambda", version="20261001184746"), note="EU-Lambda-GB-Second, tier 1"),
-    Price("s3_put", "S3 PUT, COPY, POST or LIST request", 0.005e-3, "request",
-          _OFFER.format(service="AmazonS3", version="20260928230416"), note="EU-Requests-Tier1"),
-    Price("s3_storage_gb_month", "S3 Standard storage (first 50 TB)", 0.023, "GB-month",
-          _OFFER.format(service="AmazonS3", version="20260928230416"), note="EU-TimedStorage-ByteHrs"),
-    Price("firehose_ingest_gb", "Data Firehose ingestion", None, "GB",
-          "https://aws.amazon.com/firehose/pricing/",
-          note="not found: the page renders regional rates in the browser, and no eu-west-1 rate was in the "
-          "price-list extracts searched"),
-    Price("firehose_conversion_gb", "Data Firehose format conversion (Parquet)", None, "GB",
-          "https://aws.amazon.com/firehose/pricing/", note="not found, as above"),
-    Price("firehose_partitioning_gb", "Data Firehose dynamic partitioning", None, "GB",
-          "https://aws.amazon.com/firehose/pricing/", note="not found, as above (also per S3 object delivered)"),
-)  # fmt: skip
-PRICE = {price.key: price for price in PRICES}
 
 
 # Usage ---------------------------------------------------------------------------------------------------------
@@ -132,13 +56,26 @@ class Usage:
     claude_events_per_active_minute: float = 2
     metric_event_bytes: float = 822
     claude_event_bytes: float = 842
-    rollup_items_per_active_hour: float = 336_023 / 10_000
-    aggregator_events_per_second: float = 9_703
-    deliveries_per_active_hour: float = 180 / 10_000
-    transform_events_per_second: float = 19_165
+    rollup_items_per_active_hour: float = field(default_factory=lambda: measured("dashboard", "items_per_user_hour"))
+    aggregator_events_per_second: float = field(
+        default_factory=lambda: measured("dashboard", "log_events_per_cpu_second")
+    )
+    aggregator_sdk_seconds_per_item: float = field(
+        default_factory=lambda: measured("dashboard", "sdk_cpu_seconds_per_item")
+    )
+    aggregator_calls_per_event: float = field(
+        default_factory=lambda: measured("dashboard", "dynamodb_calls_per_log_event")
+    )
+    deliveries_per_active_hour: float = field(default_factory=lambda: measured("dashboard", "deliveries_per_user_hour"))
+    transform_events_per_second: float = field(
+        default_factory=lambda: measured("analytics-transform", "log_events_per_cpu_second")
+    )
     transform_invocation_bytes: float = 200_000
-    quota_rru_per_run: float = 510 / 10_000
-    quota_seconds_per_run: float = 32.4 / 10_000
+    lake_bytes_per_log_event: float = field(
+        default_factory=lambda: measured("analytics-transform", "parquet_bytes_per_log_event")
+    )
+    quota_rru_per_run: float = field(default_factory=lambda: measured("quota", "read_units_per_user_run"))
+    quota_seconds_per_run: float = field(default_factory=lambda: measured("quota", "seconds_per_user_run"))
     rollup_item_bytes: float = 1_024
     requests_per_active_minute: float = 3
     new_connections_per_active_minute: float = 1
@@ -166,14 +103,19 @@ USAGE_SOURCES: dict[str, str] = {
     "claude_events_per_active_minute": "benchmarks/analytics_transform.py fleet: api_request and tool_result",
     "metric_event_bytes": "mean EMF log event of that fleet (100 developers, 15 minutes), measured",
     "claude_event_bytes": "mean Claude Code log event of that fleet, measured",
-    "rollup_items_per_active_hour": "docs/dashboard.md: 336,023 items written in the 10,000-user hour; a "
-    "transaction writes each (up to 1 KB) for 2 WRU",
-    "aggregator_events_per_second": "docs/dashboard.md: log events per second on one core",
-    "deliveries_per_active_hour": "docs/dashboard.md: 180 deliveries in the 10,000-user hour",
-    "transform_events_per_second": "docs/analytics.md: log events per second on one core",
+    "rollup_items_per_active_hour": "benchmarks/dashboard.py (make bench, benchmarks/results.json): items written "
+    "in the 10,000-user hour, per user; a transaction writes each (up to 1 KB) for 2 WRU",
+    "aggregator_events_per_second": "benchmarks/dashboard.py: log events per CPU second of the aggregator's code",
+    "aggregator_sdk_seconds_per_item": "benchmarks/dashboard.py: the AWS SDK's CPU per item written, as deployed",
+    "aggregator_calls_per_event": "benchmarks/dashboard.py: DynamoDB calls per log event (each waited on for "
+    "DYNAMODB_CALL_SECONDS, assumed)",
+    "deliveries_per_active_hour": "benchmarks/dashboard.py: deliveries in the 10,000-user hour, per user",
+    "transform_events_per_second": "benchmarks/analytics_transform.py: log events per CPU second",
     "transform_invocation_bytes": "benchmarks/analytics_transform.py: 0.2 MB per Firehose invocation",
-    "quota_rru_per_run": "docs/quota.md: 510 read request units a run over 10,000 users",
-    "quota_seconds_per_run": "docs/quota.md: 32.4 s a run over 10,000 users, against moto (an upper bound)",
+    "lake_bytes_per_log_event": "benchmarks/analytics_transform.py: Parquet bytes of the rows per log event "
+    "(pyarrow, Snappy, one object per table, partition and buffer; a model of Firehose's conversion)",
+    "quota_rru_per_run": "benchmarks/quota.py: read request units of a run over 10,000 users, per user",
+    "quota_seconds_per_run": "benchmarks/quota.py: a run without alerts in its latency model of DynamoDB, per user",
     "rollup_item_bytes": "docs/dashboard.md: user day items reach 1 KB on busy days (one per active day kept)",
     "requests_per_active_minute": "managed settings: metrics every 60 s, events every 5 s (2 a minute here)",
     "new_connections_per_active_minute": "assumed: one new HTTPS connection per active minute (short sessions)",
@@ -181,17 +123,12 @@ USAGE_SOURCES: dict[str, str] = {
 
 
 def benchmark_series(root: Path = PROJECT_ROOT) -> dict[int, int]:
-    """CloudWatch metric series by fleet size, as `make bench` measured them (benchmarks/collector_series.py)
-    and wrote them between the collector-series markers of docs/collector.md."""
-    text = (root / "docs" / "collector.md").read_text()
-    section = re.search(r"<!-- collector-series:start -->(.*?)<!-- collector-series:end -->", text, re.DOTALL)
-    if section is None:
-        raise ValueError("docs/collector.md has no collector-series section; run make bench")
-    series: dict[int, int] = {}
-    for row in section.group(1).splitlines():
-        cells = [cell.strip().replace(",", "") for cell in row.strip().strip("|").split("|")]
-        if len(cells) >= 3 and cells[0].isdigit() and cells[2].isdigit():
-            series[int(cells[0])] = int(cells[2])
+    """CloudWatch metric series by fleet size, as `make bench` measured them (benchmarks/collector_series.py,
+    kept in benchmarks/results.json)."""
+    found = read_results(root).get("collector-series", {}).get("measures", {})
+    series = {int(name.removeprefix("series_")): int(value) for name, value in found.items()}
+    if not series:
+        raise ValueError("benchmarks/results.json has no collector-series measures; run make bench")
     return series
 
 
@@ -207,12 +144,6 @@ class Tasks:
     memory_gb: float
     arm: bool
     requests_per_target: float | None
-
-
-@dataclass(frozen=True)
-class Function:
-    memory_mb: float
-    arm: bool
 
 
 @dataclass
@@ -240,6 +171,7 @@ class PlanFacts:
     scheduled_invocations: float = 0
     firehose_streams: int = 0
     firehose_interval_seconds: float = 300
+    lake_expiration_days: float | None = None
     container_insights: bool = False
     access_logs: bool = False
     bearer_token_teams: int = 0
@@ -322,6 +254,15 @@ def plan_facts(plan: Mapping[str, Any]) -> PlanFacts:
     for stream in _of_type(plan, "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream"):
         s3 = stream["inputs"].get("extendedS3Configuration") or {}
         facts.firehose_interval_seconds = float(s3.get("bufferingInterval") or 300)
+    lake = outputs.get("analyticsLakeBucket")
+    for lifecycle in _of_type(plan, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration"):
+        if lake and lifecycle["inputs"].get("bucket") == lake:
+            expirations = [
+                float(rule["expiration"]["days"])
+                for rule in lifecycle["inputs"].get("rules") or []
+                if rule.get("status") == "Enabled" and (rule.get("expiration") or {}).get("days")
+            ]
+            facts.lake_expiration_days = max(expirations) if expirations else None
     facts.bearer_token_teams = len(outputs.get("ingestUserNames") or [])
     return facts
 
@@ -517,9 +458,15 @@ def fleet_lines(facts: PlanFacts, developers: int, usage: Usage, series: Mapping
         aggregator = _find(facts.functions, "-aggregator")
         if aggregator:
             events = developers * usage.metric_events()
-            seconds = events / usage.aggregator_events_per_second
+            cpu, waiting = aggregator_seconds(events, items, usage)
+            lines.append(Line("Aggregator compute", gb_seconds(cpu, aggregator), "GB-s", _lambda_price(aggregator)))
             lines.append(
-                Line("Aggregator compute", _gb_seconds(seconds, aggregator), "GB-s", _lambda_price(aggregator))
+                Line(
+                    f"Aggregator waiting on DynamoDB (assumed {DYNAMODB_CALL_SECONDS * 1000:g} ms a call)",
+                    gb_seconds(waiting, aggregator, cpu_bound=False),
+                    "GB-s",
+                    _lambda_price(aggregator),
+                )
             )
             deliveries = developers * usage.deliveries_per_active_hour * usage.active_hours
             lines.append(Line("Aggregator requests", deliveries, "requests", PRICE["lambda_request"]))
@@ -533,7 +480,7 @@ def fleet_lines(facts: PlanFacts, developers: int, usage: Usage, series: Mapping
         lines.append(
             Line(
                 "Quota monitor compute (upper bound)",
-                _gb_seconds(seconds, monitor, cpu_bound=False),
+                gb_seconds(seconds, monitor, cpu_bound=False),
                 "GB-s",
                 _lambda_price(monitor),
             )
@@ -544,7 +491,7 @@ def fleet_lines(facts: PlanFacts, developers: int, usage: Usage, series: Mapping
         lines.append(
             Line(
                 "Analytics transform compute",
-                _gb_seconds(events / usage.transform_events_per_second, transform),
+                gb_seconds(events / usage.transform_events_per_second, transform),
                 "GB-s",
                 _lambda_price(transform),
             )
@@ -562,13 +509,24 @@ def fleet_lines(facts: PlanFacts, developers: int, usage: Usage, series: Mapping
         lines.append(Line("Firehose dynamic partitioning", log_gb, "GB", PRICE["firehose_partitioning_gb"]))
         flushes = facts.firehose_streams * usage.active_hours * 3600 / facts.firehose_interval_seconds
         lines.append(Line("Lake objects written", flushes, "requests", PRICE["s3_put"]))
+        months = facts.lake_expiration_days / 30 if facts.lake_expiration_days else 12
+        kept = f"{months:.3g} months" if facts.lake_expiration_days else "a year (it never expires)"
+        lines.append(
+            Line(
+                f"Lake storage once it holds {kept} (Parquet, at the Standard price: an upper bound)",
+                events * usage.lake_bytes_per_log_event / 1e9 * months,
+                "GB-months",
+                PRICE["s3_storage_gb_month"],
+            )
+        )
     return lines
 
 
-def _gb_seconds(seconds_on_one_core: float, function: Function, cpu_bound: bool = True) -> float:
-    """GB-seconds of work measured on one core: below 1,769 MB a function has a share of a vCPU and runs longer."""
-    share = min(1.0, function.memory_mb / LAMBDA_MB_PER_VCPU) if cpu_bound else 1.0
-    return seconds_on_one_core / share * function.memory_mb / 1024
+def aggregator_seconds(log_events: float, items: float, usage: Usage) -> tuple[float, float]:
+    """(CPU seconds on one core, seconds waiting on DynamoDB) of the aggregator for `log_events` metric log events
+    that write `items` rollup items: its own code, the AWS SDK per item, and the calls it waits on."""
+    cpu = log_events / usage.aggregator_events_per_second + items * usage.aggregator_sdk_seconds_per_item
+    return cpu, log_events * usage.aggregator_calls_per_event * DYNAMODB_CALL_SECONDS
 
 
 def _lcu_hours(developers: int, usage: Usage) -> float:
@@ -593,7 +551,7 @@ def not_priced(facts: PlanFacts) -> list[str]:
     notes = []
     if facts.firehose_streams:
         notes.append("Firehose ingestion, Parquet conversion and dynamic partitioning (no eu-west-1 price found)")
-        notes.append("the lake's S3 storage and Athena scans (Parquet size and queries not measured)")
+        notes.append("Athena scans (they depend on the queries people run)")
     if facts.container_insights:
         notes.append("Container Insights metrics")
     if facts.access_logs:
@@ -649,7 +607,7 @@ def readme_table(costs: Sequence[StackCost]) -> str:
         f"USD a month at {REGION} list prices of {LOOKED_UP}, without free tiers (but the {FREE_DASHBOARDS} free "
         f"dashboards); a developer is active {USAGE.active_minutes_per_hour:g} minutes in each of "
         f"{USAGE.active_hours:g} working hours a month, as in the benchmarks. Not priced: Firehose (no {REGION} "
-        "price found), the lake's storage and queries, and the smaller items [Cost](docs/cost.md) lists with every "
+        "price found), Athena's scans, and the smaller items [Cost](docs/cost.md) lists with every "
         "price, its source and the usage assumption. `make cost` writes this table from the preview's plans.",
     ]
     return "\n".join(lines)

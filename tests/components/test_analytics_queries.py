@@ -4,23 +4,20 @@ crosses December into January."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import sqlglot
 from sqlglot import exp
 
 from components.analytics_queries import NamedQuery, QuerySettings, QuotaPolicy, named_queries
-from lambda_src.common.lake_schema import PARTITIONED_TABLES, TABLES, Column
-from lambda_src.common.log_records import Row, event_rows, metric_rows
+from lambda_src.common.lake_schema import PARTITIONED_TABLES
+from lambda_src.common.log_records import event_rows, metric_rows
 from lambda_src.common.pricing import DEFAULT_PRICE_TABLE
+from tests.lake import write_table
 from tests.telemetry import Developer, api_request, claude_event, emf_event
 
 TODAY = date(2027, 1, 2)
@@ -111,37 +108,6 @@ def event_log_events() -> list[dict[str, Any]]:
         ),
     ]
     return ada + bob + carol
-
-
-def arrow_type(column: Column) -> pa.DataType:
-    return {
-        "string": pa.string(),
-        "double": pa.float64(),
-        "bigint": pa.int64(),
-        "int": pa.int32(),
-        "boolean": pa.bool_(),
-        "timestamp": pa.timestamp("ms", tz="UTC"),
-        "map<string,string>": pa.map_(pa.string(), pa.string()),
-    }[column.type]
-
-
-def write_table(root: Path, table: str, rows: Sequence[Row | dict[str, Any]]) -> None:
-    columns = TABLES[table]
-    schema = pa.schema([pa.field(column.name, arrow_type(column)) for column in columns])
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        if isinstance(row, Row):
-            values = dict(row.values, event_time=datetime.fromisoformat(row.values["event_time"]))
-            values["attributes"] = list(values["attributes"].items())
-            if "resource_attributes" in values:
-                values["resource_attributes"] = list(values["resource_attributes"].items())
-            groups[row.partition].append(values)
-        else:
-            groups[("", "")].append(row)
-    for (dt, hour), values in groups.items():
-        folder = root / table / (f"dt={dt}/hour={hour}" if dt else "")
-        folder.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.Table.from_pylist(values, schema=schema), folder / "part-0.parquet")
 
 
 @pytest.fixture(scope="module")

@@ -119,6 +119,42 @@ def test_the_usage_cost_of_a_small_plan() -> None:
     assert cost.total_usd(100) == pytest.approx(127.956 + 0.342 + 0.018 + 3.0 + 0.0288 + 0.08 / 3)
 
 
+def test_the_aggregator_and_the_lake_are_priced_from_the_benchmarks_measures() -> None:
+    plan = small_plan()
+    plan["resources"] += [
+        resource("aws:dynamodb/table:Table", "rollups", {}),
+        resource("aws:lambda/function:Function", "x-aggregator", {"memorySize": 512.0, "architectures": ["arm64"]}),
+        resource("aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream", "metrics", {}),
+        resource(
+            "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+            "lake-lifecycle",
+            {"bucket": "lake", "rules": [{"status": "Enabled", "expiration": {"days": 1096.0}}]},
+        ),
+        resource(
+            "aws:lambda/function:Function", "x-analytics-transform", {"memorySize": 256.0, "architectures": ["arm64"]}
+        ),
+    ]
+    plan["outputs"] |= {"dashboardRollupTable": "rollups", "analyticsLakeBucket": "lake"}
+    measures = {
+        "aggregator_events_per_second": 1000,
+        "aggregator_sdk_seconds_per_item": 0.0001,
+        "aggregator_calls_per_event": 0.01,
+        "rollup_items_per_active_hour": 10,
+        "lake_bytes_per_log_event": 50,
+    }
+    cost = price_plan(plan, Usage(**{**SIMPLE.__dict__, **measures}), series={100: 10}, fleets=[100])
+    lines = {line.item: line.quantity for line in cost.by_fleet[100]}
+    # 600,000 log events and 100,000 items: 600 s of our code and 10 s of the SDK on one core; at 512 MB the function
+    # has 512/1,769 of a vCPU, so 610 s × 1,769/512 of 0.5 GB.
+    assert lines["Aggregator compute"] == pytest.approx(610 * 1769 / 512 * 0.5)
+    # 6,000 calls of 10 ms, waited at 0.5 GB whatever the share of the vCPU
+    assert lines["Aggregator waiting on DynamoDB (assumed 10 ms a call)"] == pytest.approx(30)
+    # 600,000 × 50 bytes = 0.03 GB a month, kept 1,096 days
+    assert lines["Lake storage once it holds 36.5 months (Parquet, at the Standard price: an upper bound)"] == (
+        pytest.approx(0.03 * 1096 / 30)
+    )
+
+
 def test_tasks_scale_out_when_requests_pass_the_target() -> None:
     plan = small_plan()
     plan["resources"].append(
