@@ -412,7 +412,7 @@ def report(aggregator: dict[str, Any], reads: dict[int, int]) -> str:
             f"| The same with botocore's parameter validation | {a['client_us_per_item_validated']:,.0f} µs |",
             "",
             f"Cost per million log events ({REGION} list prices from offline/prices.py: Lambda on arm64 "
-            f"${usd('lambda_arm_gb_second')} per GB-second and ${usd('lambda_request') * 1e6:.2f} per million "
+            f"${usd('lambda_arm_gb_second'):.10f} per GB-second and ${usd('lambda_request') * 1e6:.2f} per million "
             f"requests, DynamoDB ${usd('dynamodb_wru') * 1e6:.3f} per million write units; Logs Insights "
             f"${LOGS_INSIGHTS_GB_SCANNED} per GB scanned, the us-east-1 price, as no {REGION} rate was found):",
             "",
