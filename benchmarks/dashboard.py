@@ -51,12 +51,20 @@ from lambda_src.dashboard_aggregator.handler import (
     Settings,
     aggregate,
     delivery_id,
-    number,
     reference_rollup_batch,
     rollup_batch,
 )
-from offline.prices import DYNAMODB_CALL_SECONDS, LAMBDA_MB_PER_VCPU, PRICE, REGION, Function, gb_seconds
+from offline.prices import (
+    DYNAMODB_CALL_SECONDS,
+    LAMBDA_MB_PER_VCPU,
+    PRICE,
+    REGION,
+    TRANSACTION_WRITE_UNITS,
+    Function,
+    gb_seconds,
+)
 from tests.lambda_src.memory_table import MemoryTable
+from tests.lambda_src.rollup_table import canonical
 from tests.telemetry import METRICS_LOG_GROUP, Developer, emf_event, logs_batch, subscription_event
 
 USERS = 10_000
@@ -73,8 +81,6 @@ GUIDANCE_QUERIES = 10
 """Logs Insights queries the guidance's metrics aggregator starts every 5 minutes, each over the last 5 minutes of
 the metrics log group (total tokens, active users and their details, cache, top users, operations, languages,
 commits, lines, per-model rates; one more with fine-grained quotas)."""
-TRANSACTION_WRITE_UNITS = 2
-"""A transactional write of an item of up to 1 KB."""
 AGGREGATOR = Function(AGGREGATOR_MEMORY_MB, arm=True)
 
 
@@ -199,19 +205,6 @@ def aggregator_run(payloads: list[bytes], record_deliveries: int = 0) -> Run:
             writes.append(table.written - before)
     seconds = time.process_time() - started
     return Run(seconds, client.seconds, table, client.calls, writes, client.recorded)
-
-
-def canonical(rollup: Any) -> tuple[Any, ...]:
-    """A rollup as DynamoDB would see it (numbers as written)."""
-    return (
-        {key: {name: number(value)["N"] for name, value in sums.items()} for key, sums in rollup.counters.items()},
-        dict(rollup.expires),
-        {key: dict(labels) for key, labels in rollup.labels.items() if labels},
-        {key: sorted(buckets) for key, buckets in rollup.presence.items()},
-        dict(rollup.user_groups),
-        rollup.quarantined,
-        rollup.data_points,
-    )
 
 
 class Body:

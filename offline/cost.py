@@ -31,6 +31,7 @@ from offline.prices import (
     PRICE,
     PRICES,
     REGION,
+    TRANSACTION_WRITE_UNITS,
     Function,
     Price,
     gb_seconds,
@@ -46,6 +47,11 @@ FREE_DASHBOARDS = 3
 # Usage ---------------------------------------------------------------------------------------------------------
 
 
+def from_benchmark(benchmark: str, measure: str) -> Any:
+    """A Usage field whose default is what `make bench` last measured (benchmarks/results.json)."""
+    return field(default_factory=lambda: measured(benchmark, measure))
+
+
 @dataclass(frozen=True)
 class Usage:
     """What one developer does in a month, from the benchmarks (each field's source in `USAGE_SOURCES`)."""
@@ -56,26 +62,16 @@ class Usage:
     claude_events_per_active_minute: float = 2
     metric_event_bytes: float = 822
     claude_event_bytes: float = 842
-    rollup_items_per_active_hour: float = field(default_factory=lambda: measured("dashboard", "items_per_user_hour"))
-    aggregator_events_per_second: float = field(
-        default_factory=lambda: measured("dashboard", "log_events_per_cpu_second")
-    )
-    aggregator_sdk_seconds_per_item: float = field(
-        default_factory=lambda: measured("dashboard", "sdk_cpu_seconds_per_item")
-    )
-    aggregator_calls_per_event: float = field(
-        default_factory=lambda: measured("dashboard", "dynamodb_calls_per_log_event")
-    )
-    deliveries_per_active_hour: float = field(default_factory=lambda: measured("dashboard", "deliveries_per_user_hour"))
-    transform_events_per_second: float = field(
-        default_factory=lambda: measured("analytics-transform", "log_events_per_cpu_second")
-    )
+    rollup_items_per_active_hour: float = from_benchmark("dashboard", "items_per_user_hour")
+    aggregator_events_per_second: float = from_benchmark("dashboard", "log_events_per_cpu_second")
+    aggregator_sdk_seconds_per_item: float = from_benchmark("dashboard", "sdk_cpu_seconds_per_item")
+    aggregator_calls_per_event: float = from_benchmark("dashboard", "dynamodb_calls_per_log_event")
+    deliveries_per_active_hour: float = from_benchmark("dashboard", "deliveries_per_user_hour")
+    transform_events_per_second: float = from_benchmark("analytics-transform", "log_events_per_cpu_second")
     transform_invocation_bytes: float = 200_000
-    lake_bytes_per_log_event: float = field(
-        default_factory=lambda: measured("analytics-transform", "parquet_bytes_per_log_event")
-    )
-    quota_rru_per_run: float = field(default_factory=lambda: measured("quota", "read_units_per_user_run"))
-    quota_seconds_per_run: float = field(default_factory=lambda: measured("quota", "seconds_per_user_run"))
+    lake_bytes_per_log_event: float = from_benchmark("analytics-transform", "parquet_bytes_per_log_event")
+    quota_rru_per_run: float = from_benchmark("quota", "read_units_per_user_run")
+    quota_seconds_per_run: float = from_benchmark("quota", "seconds_per_user_run")
     rollup_item_bytes: float = 1_024
     requests_per_active_minute: float = 3
     new_connections_per_active_minute: float = 1
@@ -438,7 +434,14 @@ def fleet_lines(facts: PlanFacts, developers: int, usage: Usage, series: Mapping
             lines.append(Line("Collector tasks scaled out", extra * tasks.memory_gb, "GB-h", memory))
     if facts.rollups:
         items = developers * usage.rollup_items_per_active_hour * usage.active_hours
-        lines.append(Line("Rollup writes (transactions: 2 WRU an item)", 2 * items, "WRU", PRICE["dynamodb_wru"]))
+        lines.append(
+            Line(
+                f"Rollup writes (transactions: {TRANSACTION_WRITE_UNITS} WRU an item)",
+                TRANSACTION_WRITE_UNITS * items,
+                "WRU",
+                PRICE["dynamodb_wru"],
+            )
+        )
         if facts.quota_index:  # one standard write to the usage index per user day and month item written
             index = developers * 2 * usage.active_minutes()
             lines.append(Line("Usage index writes", index, "WRU", PRICE["dynamodb_wru"]))

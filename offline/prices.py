@@ -8,6 +8,8 @@ from dataclasses import dataclass
 REGION = "eu-west-1"
 LOOKED_UP = "2026-11-29"
 LAMBDA_MB_PER_VCPU = 1769  # Lambda allocates CPU in proportion to memory: one full vCPU at 1,769 MB
+TRANSACTION_WRITE_UNITS = 2
+"""Write request units of an item of up to 1 KB written in a DynamoDB transaction."""
 DYNAMODB_CALL_SECONDS = 0.010
 """Assumed: a round trip to DynamoDB from Lambda in the same region (a transaction of up to 100 items, a batch
 get). The function waits, and is billed for it."""

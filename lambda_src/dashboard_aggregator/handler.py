@@ -704,34 +704,22 @@ class MetricsAccumulator:
         last = datetime.fromtimestamp(bucket + keys.BUCKET_SECONDS - 0.001, zone)
         found: BucketPeriods | None = None
         if first.date() == last.date() and first.utcoffset() == last.utcoffset():
-            day = self.periods.day(bucket)
-            month = keys.month_of(day)
-            found = (
-                day,
-                month,
-                self.periods.day_expiry(day),
-                self.periods.month_expiry(month),
-                keys.bucket_name(bucket),
-            )
+            found = self._periods(self.periods.day(bucket), bucket)
         if found is None:
             self.split_buckets.add(bucket)
         else:
             self.buckets[bucket] = found
         return found
 
+    def _periods(self, day: str, bucket: int) -> BucketPeriods:
+        month = keys.month_of(day)
+        return day, month, self.periods.day_expiry(day), self.periods.month_expiry(month), keys.bucket_name(bucket)
+
     def _add_row(self, values: Mapping[str, Any]) -> None:
         """One lake row of a log event log_records read (as add_metric_row reads it)."""
         seconds = epoch_seconds(values["event_time"])
-        day = self.periods.day(seconds)
-        month = keys.month_of(day)
         bucket = keys.bucket_start(seconds)
-        periods = (
-            day,
-            month,
-            self.periods.day_expiry(day),
-            self.periods.month_expiry(month),
-            keys.bucket_name(bucket),
-        )
+        periods = self._periods(self.periods.day(seconds), bucket)
         groups = tuple(values.get(column) or keys.UNATTRIBUTED for column in keys.GROUP_DIMENSIONS.values())
         self._add(
             periods,
@@ -926,39 +914,20 @@ class MetricsAccumulator:
         if (self.rollup.data_points + len(self.rollup.quarantined) + 1) * MAX_VALUE >= 10**digits:
             raise InexactRollupError("whole numbers this large are not summed here")
         per_token = [price / MILLION for price in self.price_list]
-        sums, expires = self.sums, self.rollup.expires
         for context in self.contexts.values():
-            found = sums.get(context.source_key)
-            if found is None:
-                found = sums[context.source_key] = defaultdict(int)
-                expires[context.source_key] = context.day_expiry
-            found["points"] += context.points
-            found["tokens"] += context.tokens
-            found = sums.get(context.version_key)
-            if found is None:
-                found = sums[context.version_key] = defaultdict(int)
-                expires[context.version_key] = context.day_expiry
-            found["points"] += context.points
-            if not context.used:
-                continue
-            deltas = _costed(context.deltas, per_token).items()
-            for usage_key, expires_at in context.usage:
-                found = sums.get(usage_key)
-                if found is None:
-                    found = sums[usage_key] = defaultdict(int)
-                    expires[usage_key] = expires_at
-                for name, value in deltas:
-                    found[name] += value
+            source = self._item(context.source_key, context.day_expiry)
+            source["points"] += context.points
+            source["tokens"] += context.tokens
+            self._item(context.version_key, context.day_expiry)["points"] += context.points
+            if context.used:
+                deltas = _costed(context.deltas, per_token)
+                for usage_key, expires_at in context.usage:
+                    _add_all(self._item(usage_key, expires_at), deltas)
         for usage_key, expires_at, usage in self.model_items:
-            found = sums.get(usage_key)
-            if found is None:
-                found = sums[usage_key] = defaultdict(int)
-                expires[usage_key] = expires_at
-            for name, value in _costed(usage, per_token).items():
-                found[name] += value
+            _add_all(self._item(usage_key, expires_at), _costed(usage, per_token))
         exact = Context(prec=digits, traps=[Rounded]).plus  # whole numbers lose no digit below 10**digits
         counters: dict[Key, dict[str, Amount]] = {}
-        for item_key, item_sums in sums.items():
+        for item_key, item_sums in self.sums.items():
             counted: dict[Any, Amount] = item_sums
             for term, total in item_sums.items():
                 if type(term) is not str:
@@ -977,6 +946,11 @@ class MetricsAccumulator:
     def log_warnings(self) -> None:
         for warning in self.warnings:
             log("WARN", "malformed log event", **warning)
+
+
+def _add_all(sums: dict[Any, Amount], deltas: Mapping[str, Amount]) -> None:
+    for name, value in deltas.items():
+        sums[name] += value
 
 
 def _costed(sums: Mapping[Any, Amount], per_token: Sequence[Decimal]) -> dict[str, Amount]:

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from lambda_src.common import rollups as keys
 from lambda_src.common.quota_policies import QuotaPolicy, policy_item
-from lambda_src.dashboard_aggregator.handler import RollupStore, Settings, aggregate, send_to_queue
+from lambda_src.dashboard_aggregator.handler import Rollup, RollupStore, Settings, aggregate, number, send_to_queue
 from tests.clock import Clock
 from tests.telemetry import (
     EVENTS_LOG_GROUP,
@@ -25,6 +25,20 @@ from tests.telemetry import (
 
 SONNET = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 SONNET_VERSION = "claude-sonnet-4-5"  # the price table's key for the dated id
+
+
+def canonical(rollup: Rollup) -> tuple[Any, ...]:
+    """A rollup as DynamoDB sees it: numbers as written, every label, expiry, user bucket and quarantine."""
+    return (
+        {key: {name: number(value)["N"] for name, value in sums.items()} for key, sums in rollup.counters.items()},
+        dict(rollup.expires),
+        {key: dict(labels) for key, labels in rollup.labels.items() if labels},
+        {key: sorted(buckets) for key, buckets in rollup.presence.items()},
+        dict(rollup.user_groups),
+        rollup.quarantined,
+        rollup.data_points,
+        rollup.events,
+    )
 
 
 def create_table(dynamodb: Any, name: str) -> None:

@@ -32,7 +32,7 @@ from lambda_src.dashboard_aggregator.handler import (
 )
 from tests.clock import Clock
 from tests.lambda_src.memory_table import MemoryTable
-from tests.lambda_src.rollup_table import SONNET, usage
+from tests.lambda_src.rollup_table import SONNET, canonical, usage
 from tests.telemetry import METRICS_LOG_GROUP, Developer, emf_event, log_event, subscription_event
 
 NOON = datetime(2026, 11, 23, 12, 1, tzinfo=UTC)
@@ -50,20 +50,6 @@ def settings_for(time_zone: str = "UTC", prices: PriceTable | None = None) -> Se
 
 def document(events: list[Any]) -> dict[str, Any]:
     return {"messageType": "DATA_MESSAGE", "logGroup": METRICS_LOG_GROUP, "logEvents": events}
-
-
-def canonical(rollup: handler.Rollup) -> tuple[Any, ...]:
-    """A rollup as DynamoDB sees it: numbers as written, every label, expiry, user bucket and quarantine."""
-    return (
-        {key: {name: number(value)["N"] for name, value in sums.items()} for key, sums in rollup.counters.items()},
-        dict(rollup.expires),
-        {key: dict(labels) for key, labels in rollup.labels.items() if labels},
-        {key: sorted(buckets) for key, buckets in rollup.presence.items()},
-        dict(rollup.user_groups),
-        rollup.quarantined,
-        rollup.data_points,
-        rollup.events,
-    )
 
 
 def both(batch: dict[str, Any], chosen: Settings, arrival: float = ARRIVAL) -> tuple[tuple[Any, ...], ...]:
