@@ -31,7 +31,12 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 	$(UV) sync --frozen --quiet --compile-bytecode
 	touch $@
 
-setup: $(VENV)/.synced
+# The Lambda packages' compiled dependencies (orjson for arm64), fetched here so previews and tests never need the index.
+build/lambda-dependencies/.synced: $(VENV)/.synced uv.lock
+	$(RUN) python -m components.lambda_code
+	touch $@
+
+setup: $(VENV)/.synced build/lambda-dependencies/.synced
 
 preview: setup
 ifdef PROGRAM

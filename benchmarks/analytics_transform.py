@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from benchmarks.readme import write_results, write_section
-from components.analytics import AnalyticsArgs
+from components.analytics import TRANSFORM_BUFFER_BYTES, AnalyticsArgs
 from lambda_src.analytics_transform.handler import Settings, transform
 from tests.lake import PARQUET_COMPRESSION, arrow_values, parquet_bytes
 from tests.telemetry import (
@@ -43,7 +43,7 @@ MINUTES = 15
 REPEAT = 3
 START = datetime(2026, 12, 31, 23, 52, tzinfo=UTC)
 BATCH_EVENTS = 100
-INVOCATION_BYTES = 200_000
+INVOCATION_BYTES = TRANSFORM_BUFFER_BYTES
 FLUSH_SECONDS = AnalyticsArgs.buffering_interval_seconds
 """Firehose writes a partition's object every buffering interval (the stack's default) at this volume."""
 SONNET = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"

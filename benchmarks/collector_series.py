@@ -13,28 +13,24 @@ import random
 import time
 from typing import Any
 
-from benchmarks.readme import write_results, write_section
+from benchmarks.readme import FLEETS, write_results, write_section
 from components.collector_config import (
-    CUSTOM_METRIC_MONTHLY_USD,
     EXAMPLE_ORGANISATION_VALUES,
     CollectorPipelineSettings,
-    declared_dimension_sets,
     exported_series,
     render_collector_config,
-    series_count,
 )
-from lambda_src.common.telemetry import COST_METRIC, TOKEN_METRIC
+from lambda_src.common.telemetry import COST_METRIC, TOKEN_METRIC, TOKEN_TYPES
+from offline.prices import usd
 
-FLEETS = (100, 1_000, 10_000)
 MODELS = ("claude-sonnet-4-5-20250929", "claude-opus-4-1-20250805", "claude-haiku-4-5-20251001")
-TOKEN_TYPES = ("input", "output", "cacheRead", "cacheCreation")
 TOOLS = ("Edit", "Write", "NotebookEdit")
 DECISIONS = ("accept", "reject")
 LANGUAGES = ("Python", "TypeScript", "Go", "Java", "Markdown", "unknown")
 DEPARTMENTS, TEAMS, COST_CENTERS = (
     EXAMPLE_ORGANISATION_VALUES["*"][name] for name in ("department", "team.id", "cost_center")
 )
-PRICE_PER_METRIC_MONTH = CUSTOM_METRIC_MONTHLY_USD
+PRICE_PER_METRIC_MONTH = usd("metric_month")
 
 
 def fleet_day(users: int, seed: int = 7) -> list[tuple[str, dict[str, str]]]:
@@ -114,11 +110,6 @@ def measure() -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def estimated(group_metrics: dict[str, list[str]] | None = None) -> int:
-    """The same count without simulating a fleet: every combination of the fleet's values (what the preview says)."""
-    return series_count(declared_dimension_sets(group_metrics), EXAMPLE_ORGANISATION_VALUES)
 
 
 def table(rows: list[dict[str, Any]]) -> str:

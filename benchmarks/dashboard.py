@@ -57,11 +57,11 @@ from lambda_src.dashboard_aggregator.handler import (
 from offline.prices import (
     DYNAMODB_CALL_SECONDS,
     LAMBDA_MB_PER_VCPU,
-    PRICE,
     REGION,
     TRANSACTION_WRITE_UNITS,
     Function,
     gb_seconds,
+    usd,
 )
 from tests.lambda_src.memory_table import MemoryTable
 from tests.lambda_src.rollup_table import canonical
@@ -82,13 +82,6 @@ GUIDANCE_QUERIES = 10
 the metrics log group (total tokens, active users and their details, cache, top users, operations, languages,
 commits, lines, per-model rates; one more with fine-grained quotas)."""
 AGGREGATOR = Function(AGGREGATOR_MEMORY_MB, arm=True)
-
-
-def usd(key: str) -> float:
-    price = PRICE[key].usd
-    if price is None:
-        raise SystemExit(f"offline/prices.py has no price for {key}")
-    return price
 
 
 def arrival() -> float:

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 
 from benchmarks.moto_dynamodb import moto_dynamodb
 from benchmarks.readme import write_results, write_section
+from components.quota import MONITOR_TIMEOUT_SECONDS
 from lambda_src.common import rollups as keys
 from lambda_src.common.quota_policies import QuotaPolicy
 from lambda_src.quota_monitor.handler import (
@@ -109,7 +110,7 @@ class CountingClient:
 LATENCY_SECONDS = {"query": 0.030, "batch_get_item": 0.015, "update_item": 0.008, "put_item": 0.008, "publish": 0.020}
 OWN_CPU_SECONDS_PER_USER = 1.0 / 10_000  # the monitor's own code: about 1 s at 10,000 users (issue #22)
 INDEX_ITEM_BYTES = 300  # a usage index item: key, labels and totals (INCLUDE projection)
-LAMBDA_TIMEOUT_SECONDS = 300
+LAMBDA_TIMEOUT_SECONDS = MONITOR_TIMEOUT_SECONDS
 
 
 def modelled_seconds(users: int, alerts: int, concurrency: int = PUBLISH_CONCURRENCY) -> dict[str, float]:

@@ -24,6 +24,8 @@ def write_section(name: str, text: str, root: Path = ROOT) -> None:
     document.write_text(pattern.sub(lambda _: f"{start}\n{text}\n{end}", document.read_text()))
 
 
+FLEETS = (100, 1_000, 10_000)
+"""The fleet sizes (developers) the benchmarks measure and the cost model prices."""
 RESULTS = ROOT / "benchmarks" / "results.json"
 """Each benchmark's last results: the README's headline rows and the measures the cost model (offline/cost.py)
 prices, kept between runs so that one benchmark run alone keeps the others'."""

@@ -34,6 +34,7 @@ PROJECTION_START = EARLIEST_EVENT_DAY  # the transform books nothing earlier; th
 ATHENA_ENGINE = "Athena engine version 3"
 ATHENA_READABLE_CLASSES = ("STANDARD_IA", "GLACIER_IR")  # Glacier Flexible Retrieval / Deep Archive are not
 TRANSFORM_BUFFER_MB = "0.2"  # the smallest: a gzip batch expands ~10x and a Lambda response holds 6 MB
+TRANSFORM_BUFFER_BYTES = int(float(TRANSFORM_BUFFER_MB) * 1_000_000)
 PARQUET = {
     "input_format": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
     "output_format": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",

@@ -327,8 +327,6 @@ EXAMPLE_ORGANISATION_VALUES: Mapping[str, Mapping[str, int]] = {
     "claude_code.lines_of_code.count": {"type": 2},
 }
 """How many values each attribute takes in the example organisation (the series benchmark's fleet)."""
-CUSTOM_METRIC_MONTHLY_USD = 0.30
-"""CloudWatch custom metrics, first 10,000 a month (CloudWatch pricing)."""
 
 
 def series_count(declared: Mapping[str, Sequence[Sequence[str]]], values: Mapping[str, Mapping[str, int]]) -> int:

@@ -9,6 +9,7 @@ or uv's cache); after that the package is built offline, and every machine build
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -77,6 +78,7 @@ def runs_on_lambda(wheel: LockedWheel) -> bool:
     return False
 
 
+@functools.cache
 def locked_wheel(name: str, lock_file: Path = LOCK_FILE) -> LockedWheel:
     """The wheel of `name` that uv.lock pins for the functions' platform."""
     lock = tomllib.loads(lock_file.read_text())
@@ -171,6 +173,15 @@ def package_files(function: str) -> dict[str, Path]:
         for path in sorted(folder.glob("*.py")):
             files[f"lambda_src/{folder.name}/{path.name}"] = path
     return files
+
+
+def main() -> None:
+    """`python -m components.lambda_code`: install the functions' dependencies now (`make setup` does), so that
+    previews and tests read them from build/lambda-dependencies/ and never need the package index."""
+    files = dependency_files()
+    print(
+        f"Lambda dependencies for {LAMBDA_PLATFORM}: {len(files)} files in {DEPENDENCY_CACHE.relative_to(PROJECT_ROOT)}"
+    )
 
 
 def archive_files(function: str) -> dict[str, Path]:
@@ -287,3 +298,7 @@ def python_function(
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[log_group]),
     )
     return PythonFunction(resource_name, function, role, log_group, parent)
+
+
+if __name__ == "__main__":
+    main()

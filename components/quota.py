@@ -37,6 +37,9 @@ from lambda_src.common.quota_policies import (
 )
 from lambda_src.common.rollups import PARTITION_KEY, SORT_KEY, USAGE_INDEX, quota_pk
 
+MONITOR_TIMEOUT_SECONDS = 300
+"""The quota monitor's Lambda timeout; it stops claiming alerts PUBLISH_RESERVE_SECONDS before it."""
+
 COMPONENT_TYPE = "claude-code-monitoring:index:Quota"
 MONITOR_FUNCTION = "quota_monitor"
 
@@ -196,7 +199,7 @@ class Quota(pulumi.ComponentResource):
             },
             account_id=account,
             parent=self,
-            timeout=300,
+            timeout=MONITOR_TIMEOUT_SECONDS,
             memory_size=512,
             log_retention_days=args.log_retention_days,
             tags=tags,

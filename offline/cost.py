@@ -24,7 +24,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from benchmarks.readme import measured, read_results
+from benchmarks.readme import FLEETS, measured, read_results
+from components.analytics import TRANSFORM_BUFFER_BYTES
 from offline.prices import (
     DYNAMODB_CALL_SECONDS,
     LOOKED_UP,
@@ -38,7 +39,6 @@ from offline.prices import (
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-FLEETS = (100, 1_000, 10_000)
 HOURS_PER_MONTH = 730  # AWS's convention for a month of hourly charges
 MINUTES_PER_MONTH = HOURS_PER_MONTH * 60
 FREE_DASHBOARDS = 3
@@ -68,7 +68,7 @@ class Usage:
     aggregator_calls_per_event: float = from_benchmark("dashboard", "dynamodb_calls_per_log_event")
     deliveries_per_active_hour: float = from_benchmark("dashboard", "deliveries_per_user_hour")
     transform_events_per_second: float = from_benchmark("analytics-transform", "log_events_per_cpu_second")
-    transform_invocation_bytes: float = 200_000
+    transform_invocation_bytes: float = TRANSFORM_BUFFER_BYTES
     lake_bytes_per_log_event: float = from_benchmark("analytics-transform", "parquet_bytes_per_log_event")
     quota_rru_per_run: float = from_benchmark("quota", "read_units_per_user_run")
     quota_seconds_per_run: float = from_benchmark("quota", "seconds_per_user_run")
@@ -107,7 +107,7 @@ USAGE_SOURCES: dict[str, str] = {
     "DYNAMODB_CALL_SECONDS, assumed)",
     "deliveries_per_active_hour": "benchmarks/dashboard.py: deliveries in the 10,000-user hour, per user",
     "transform_events_per_second": "benchmarks/analytics_transform.py: log events per CPU second",
-    "transform_invocation_bytes": "benchmarks/analytics_transform.py: 0.2 MB per Firehose invocation",
+    "transform_invocation_bytes": "components/analytics.py: the transform's Firehose buffer, bytes per invocation",
     "lake_bytes_per_log_event": "benchmarks/analytics_transform.py: Parquet bytes of the rows per log event "
     "(pyarrow, Snappy, one object per table, partition and buffer; a model of Firehose's conversion)",
     "quota_rru_per_run": "benchmarks/quota.py: read request units of a run over 10,000 users, per user",

@@ -24,7 +24,6 @@ import pulumi
 import yaml
 
 from components.collector_config import (
-    CUSTOM_METRIC_MONTHLY_USD,
     EXAMPLE_ORGANISATION,
     EXAMPLE_ORGANISATION_VALUES,
     series_count,
@@ -41,6 +40,7 @@ from offline.engine import (
     run_program,
 )
 from offline.policy import Violation, evaluate, load_policy_config
+from offline.prices import usd
 from policies.documents import TASK_DEFINITION_TYPE, collector_configs
 from policies.pack import DEFAULT_ENFORCEMENT_LEVEL, PACK_NAME, POLICIES
 
@@ -272,7 +272,7 @@ def metric_series_lines(registrations: Sequence[Registration]) -> list[str]:
                 lines += [
                     "",
                     f"CloudWatch metric series ({registration.name}): {series:,}, about "
-                    f"${series * CUSTOM_METRIC_MONTHLY_USD:,.2f} a month, the same at any head count "
+                    f"${series * usd('metric_month'):,.2f} a month, the same at any head count "
                     f"(estimated for {EXAMPLE_ORGANISATION}; collector.groupMetrics opts metrics in per team, "
                     "cost center or organisation)",
                 ]

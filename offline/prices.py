@@ -98,6 +98,14 @@ PRICES: tuple[Price, ...] = (
 PRICE = {price.key: price for price in PRICES}
 
 
+def usd(key: str) -> float:
+    """The price of `key`, for a calculation that cannot go without it."""
+    price = PRICE[key].usd
+    if price is None:
+        raise ValueError(f"offline/prices.py has no {REGION} price for {key}")
+    return price
+
+
 @dataclass(frozen=True)
 class Function:
     memory_mb: float
