@@ -27,7 +27,6 @@ Environment: TABLE_NAME, TIME_ZONE.
 
 from __future__ import annotations
 
-import html
 import json
 import math
 import os
@@ -57,6 +56,7 @@ from lambda_src.common.dynamodb import plain_item
 from lambda_src.common.logs import log
 from lambda_src.common.quota_policies import LIMIT_LABELS, SCOPES
 from lambda_src.dashboard_widget import charts
+from lambda_src.dashboard_widget.charts import esc
 
 MAX_DAYS = 93
 BUCKET_CHART_MAX_DAYS = 2
@@ -286,10 +286,6 @@ class Ask:
     params: Mapping[str, Any]
     zone: ZoneInfo
     canvas: Canvas = Canvas(*CANVAS_DEFAULT)
-
-
-def esc(value: Any) -> str:
-    return html.escape(str(value))
 
 
 def fmt(value: float, unit: str = "") -> str:
@@ -566,6 +562,10 @@ class Grid:
         if spare > 0 and column.px is not None:
             column.px += spare
 
+    def need(self, column: charts.Column) -> None:
+        """A column the widget cannot do without: always shown, however narrow (it squeezes the flexible ones)."""
+        self.columns.append(column)
+
     def add(self, column: charts.Column, flexible_min: float) -> bool:
         """Add a fixed column if the flexible ones keep `flexible_min` pixels; False when it does not fit, or when
         an earlier one did not."""
@@ -809,10 +809,10 @@ def top_users(ask: Ask) -> str:
     spark_header = f"{measure_label} per day" if monthly else f"Active {window[0]:02d}–{window[-1] + 1:02d} h"
     grid = Grid(canvas.width)
     name_min = 170.0
-    grid.add(charts.Column("#", 26), name_min)
-    grid.add(charts.Column("User", None, left=True), name_min)
-    grid.add(charts.Column("", max(60.0, min(canvas.width * 0.18, 170.0)), left=True), name_min)
-    grid.add(charts.Column(measure_label, 64), name_min)
+    grid.need(charts.Column("#", 26))
+    grid.need(charts.Column("User", None, left=True))
+    grid.need(charts.Column("", max(60.0, min(canvas.width * 0.18, 170.0)), left=True))
+    grid.need(charts.Column(measure_label, 64))
     optional = [
         (other, charts.Column(other_label, 64)),
         ("team", charts.Column("Team", 104, left=True)),
@@ -915,9 +915,9 @@ def groups(ask: Ask) -> str:
     largest = max(t["cost_usd"] for _, t in shown_rows)
     grid = Grid(canvas.width)
     flexible = 90.0
-    grid.add(charts.Column(label, None, left=True), flexible)
-    grid.add(charts.Column("", max(50.0, min(canvas.width * 0.22, 200.0)), left=True), flexible)
-    grid.add(charts.Column("Cost", 64), flexible)
+    grid.need(charts.Column(label, None, left=True))
+    grid.need(charts.Column("", max(50.0, min(canvas.width * 0.22, 200.0)), left=True))
+    grid.need(charts.Column("Cost", 64))
     optional: list[tuple[str, charts.Column]] = [
         ("share", charts.Column("Share", 52)),
         ("tokens", charts.Column("Tokens", 60)),
@@ -1046,10 +1046,10 @@ def api_errors(ask: Ask) -> str:
         top_height += min(140.0, canvas.height * 0.35)
     fit = rows_that_fit(canvas.height, top_height + 2 * charts.LINE_PX)
     grid = Grid(canvas.width)
-    grid.add(charts.Column("Model", None, left=True), 110)
-    grid.add(charts.Column("Status", 130, left=True), 110)
-    grid.add(charts.Column("", max(50.0, min(canvas.width * 0.2, 160.0)), left=True), 110)
-    grid.add(charts.Column("Errors", 56), 110)
+    grid.need(charts.Column("Model", None, left=True))
+    grid.need(charts.Column("Status", 130, left=True))
+    grid.need(charts.Column("", max(50.0, min(canvas.width * 0.2, 160.0)), left=True))
+    grid.need(charts.Column("Errors", 56))
     share = grid.add(charts.Column("Of calls", 62), 110)
     largest = rows[0][2]
     for model, status, count, made_by_model in rows[:fit]:
@@ -1080,7 +1080,7 @@ def quantile_bound(counts: Mapping[str, float], share: float) -> str:
     for name, bound in keys.latency_bins():
         running += counts.get(name, 0.0)
         if running >= share * total:
-            return f"> {keys.LATENCY_BOUNDS_MS[-1] / 1000:g} s" if bound == float("inf") else f"≤ {bound / 1000:g} s"
+            return latency_bin_label(bound)
     return "n/a"
 
 
@@ -1103,10 +1103,10 @@ def api_latency(ask: Ask) -> str:
     fit = rows_that_fit(canvas.height, legend_height + 2 * charts.LINE_PX)
     grid = Grid(canvas.width)
     name_min = 130.0
-    grid.add(charts.Column("Model", None, left=True), name_min)
-    grid.add(charts.Column("Requests", 66), name_min)
-    grid.add(charts.Column("p50", 56), name_min)
-    grid.add(charts.Column("p95", 62), name_min)
+    grid.need(charts.Column("Model", None, left=True))
+    grid.need(charts.Column("Requests", 66))
+    grid.need(charts.Column("p50", 56))
+    grid.need(charts.Column("p95", 62))
     spread = grid.add(
         charts.Column("Share of requests by latency", max(80.0, min(canvas.width * 0.3, 260.0)), left=True), name_min
     )
@@ -1152,10 +1152,10 @@ def tool_results(ask: Ask) -> str:
     fit = rows_that_fit(canvas.height, top_height + 2 * charts.LINE_PX)
     largest = max(t["succeeded"] + t["failed"] + t["unknown_outcome"] for _, t in ranked[:fit])
     grid = Grid(canvas.width)
-    grid.add(charts.Column("Tool", None, left=True), 90)
-    grid.add(charts.Column("", max(60.0, min(canvas.width * 0.3, 240.0)), left=True), 90)
-    grid.add(charts.Column("Runs", 56), 90)
-    grid.add(charts.Column("Success", 62), 90)
+    grid.need(charts.Column("Tool", None, left=True))
+    grid.need(charts.Column("", max(60.0, min(canvas.width * 0.3, 240.0)), left=True))
+    grid.need(charts.Column("Runs", 56))
+    grid.need(charts.Column("Success", 62))
     failed_column = grid.add(charts.Column("Failed", 56), 90)
     for tool, t in ranked[:fit]:
         runs = t["succeeded"] + t["failed"] + t["unknown_outcome"]
@@ -1332,11 +1332,11 @@ def quota(ask: Ask) -> str:
     fit = rows_that_fit(canvas.height, top_height + 2 * charts.LINE_PX)
     grid = Grid(canvas.width)
     name_min = 150.0
-    grid.add(charts.Column("User", None, left=True), name_min)
+    grid.need(charts.Column("User", None, left=True))
     limit_column = grid.add(charts.Column("Limit", 136, left=True), name_min)
-    grid.add(charts.Column("Used", 52), name_min)
+    grid.need(charts.Column("Used", 52))
     gauge_column = len(grid.columns)
-    grid.add(charts.Column("Used of the limit: line 100%, dots projected", 150, left=True), name_min)
+    grid.need(charts.Column("Used of the limit: line 100%, dots projected", 150, left=True))
     optional = [
         ("projected", charts.Column("Projected", 72)),
         ("amount", charts.Column("Used / limit", 150)),

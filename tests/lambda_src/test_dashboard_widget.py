@@ -24,6 +24,7 @@ from lambda_src.common import rollups as keys
 from lambda_src.common.dynamodb import ATTEMPTS
 from lambda_src.dashboard_widget import handler as widget_handler
 from lambda_src.dashboard_widget.handler import (
+    CANVAS_LIMITS,
     MAX_DAYS,
     STYLE,
     WIDGETS,
@@ -714,6 +715,17 @@ def test_hostile_names_come_back_as_text_in_every_widget(screenshot_fleet: Rollu
                 )
 
 
+@pytest.mark.parametrize("width", [int(CANVAS_LIMITS[0]), 300, 494])
+def test_every_widget_renders_however_narrow_the_window(screenshot_fleet: Rollups, width: int) -> None:
+    """A narrow window gives a widget less than its columns ask for: the columns it cannot do without stay (they
+    squeeze the names), the optional ones go, and no widget fails (each failure would page the widget-failures
+    alarm)."""
+    for shot in every_shot():
+        for hours in (24, 96):
+            output = screenshots.render_shot(screenshot_fleet, shot, (width, shot.pixels()[1]), hours=hours)
+            assert "Cannot show this widget" not in output, (shot.name, width, hours)
+
+
 def test_every_widget_fits_its_box_at_its_dashboard_size(screenshot_fleet: Rollups) -> None:
     """Each widget rendered at the size the dashboard body gives it, on a wide and a laptop screen, for a day and
     for four days, in light and dark: laid out by headless Chromium, no box scrolls and no hostile name became
@@ -728,6 +740,7 @@ def test_every_widget_fits_its_box_at_its_dashboard_size(screenshot_fleet: Rollu
             for hours, theme in ((24, "light"), (96, "dark")):
                 size = shot.pixels(unit)
                 content = screenshots.render_shot(screenshot_fleet, shot, size, theme, hours)
+                assert "Cannot show this widget" not in content, (shot.name, unit, hours)  # an error message fits too
                 frames.append((f"{shot.name} {unit} {hours} h", 0, top, size[0], size[1], content))
                 top += size[1] + 60
     measured = screenshots.measure(binary, screenshots.page_html(frames, "light", measure=True))
