@@ -20,7 +20,11 @@ Scripted device behaviours (`DeviceScript`): a number of `slow_down` answers, th
 until the test calls `approve(user_code)` (or, with `auto_approve_after`, until that many pending polls have
 been answered), or the outcome `deny` (`access_denied`) or `expire` (`expired_token`).
 `revoke_refresh_tokens()` revokes every refresh token issued so far (`invalid_grant` afterwards);
-`refresh_refuses_scope` makes refresh requests that name scopes fail with `invalid_scope`.
+`refresh_refuses_scope` makes refresh requests that name scopes fail with `invalid_scope`; `refresh_delay`
+holds each refresh request that long before it is answered, so that concurrent refreshes overlap.
+
+`device_poll_times` are the `time.monotonic()` readings at which the device-code polls arrived: elapsed time
+between polls, which the client paces with real sleeps, not a reading of the wall clock.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import hashlib
 import json
 import secrets
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -94,6 +99,7 @@ class _State:
     refresh_tokens: dict[str, str] = field(default_factory=dict)  # refresh token -> scope
     counts: Counter[str] = field(default_factory=Counter)
     issued: list[str] = field(default_factory=list)
+    device_polls: list[float] = field(default_factory=list)  # time.monotonic() of each device-code poll
 
 
 class FakeOidcProvider:
@@ -121,6 +127,8 @@ class FakeOidcProvider:
         self.authorize_outcome: Literal["approve", "deny"] = "approve"
         # Answer `invalid_scope` to a refresh request that names scopes, as some providers do.
         self.refresh_refuses_scope = False
+        # Seconds each refresh request waits before it is answered (requests are served concurrently).
+        self.refresh_delay = 0.0
         self._state = _State()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
@@ -172,6 +180,12 @@ class FakeOidcProvider:
         """Requests answered, by `discovery`, `jwks`, `device_authorization`, `authorize`, `token:<grant>`."""
         with self._state.lock:
             return self._state.counts[event]
+
+    @property
+    def device_poll_times(self) -> list[float]:
+        """When each device-code poll arrived, by `time.monotonic()`, in order."""
+        with self._state.lock:
+            return list(self._state.device_polls)
 
     @property
     def issued_tokens(self) -> list[str]:
@@ -249,6 +263,8 @@ class FakeOidcProvider:
         if form.get("client_id") != self.client_id:
             return 401, {"error": "invalid_client"}
         grant_type = form.get("grant_type", "")
+        if grant_type == "refresh_token" and self.refresh_delay:
+            time.sleep(self.refresh_delay)  # outside the lock: concurrent refreshes wait side by side
         with self._state.lock:
             if grant_type == "urn:ietf:params:oauth:grant-type:device_code":
                 return self._device_token(form.get("device_code", ""))
@@ -264,6 +280,7 @@ class FakeOidcProvider:
         return 400, {"error": "unsupported_grant_type"}
 
     def _device_token(self, device_code: str) -> tuple[int, dict[str, Any]]:
+        self._state.device_polls.append(time.monotonic())
         grant = self._state.devices.get(device_code)
         if grant is None or grant.redeemed:
             return 400, {"error": "invalid_grant"}

@@ -62,6 +62,7 @@ PROD_CLAIMS = IdentityClaimNames(
 CODE_LINE = re.compile(r"enter the code (\S+)")
 URL_LINE = re.compile(r"^(http://127\.0\.0\.1:\d+/authorize\?\S+)$", re.MULTILINE)
 LOGIN_HINT = "claude-otel-token login"
+SLOW_DOWN_SECONDS = 5.0  # RFC 8628 section 3.5: after `slow_down` the client polls 5 s less often
 
 
 class Laptop:
@@ -315,6 +316,27 @@ def test_an_expiring_token_is_refreshed_without_asking_the_user(
     assert_no_secret_on_stderr(provider, renewed)
 
 
+def test_concurrent_sessions_refresh_once_and_share_the_token(laptop: Laptop, provider: FakeOidcProvider) -> None:
+    """Several Claude Code sessions run the helper at once when the token is due: the cache lock lets one
+    refresh while the others wait and read its result. Unlocked, all would send the same refresh token, and
+    as the provider rotates refresh tokens, all but the first would be refused and sign the user out."""
+    provider.token_lifetime = 120  # less than the default refresh skew of 300 s: the runs find it due
+    provider.device_script = DeviceScript(auto_approve_after=0)
+    assert device_login(laptop, provider).returncode == 0
+    old = json.loads(laptop.cache_file.read_text())["tokens"]["access_token"]["value"]
+    provider.token_lifetime = 3600  # the renewed token is fresh: a run that finds it needs no refresh of its own
+    provider.refresh_delay = 0.5  # the refresh is still in flight when the other runs get to it
+
+    runs = [laptop.start() for _ in range(3)]
+    results = [run.finish() for run in runs]
+
+    tokens = {header_token(result) for result in results}
+    assert len(tokens) == 1 and old not in tokens, tokens
+    assert provider.count("token:refresh_token") == 1
+    assert json.loads(laptop.cache_file.read_text())["refresh_token"] == provider.issued_tokens[-1]
+    assert_no_secret_on_stderr(provider, *results)
+
+
 def test_a_provider_refusing_scopes_on_refresh_gets_the_request_without(
     laptop: Laptop, provider: FakeOidcProvider
 ) -> None:
@@ -448,6 +470,8 @@ def test_slow_down_is_honoured_and_the_sign_in_completes(laptop: Laptop, provide
     assert result.returncode == 0, result.stderr
     # slow_down, then (after RFC 8628's extra 5 s) the tokens: the client kept polling, no faster than asked
     assert provider.count("token:urn:ietf:params:oauth:grant-type:device_code") == 2
+    first, second = provider.device_poll_times
+    assert second - first >= SLOW_DOWN_SECONDS, f"polled again {second - first:.2f} s after slow_down"
 
 
 def test_declined_sign_in(laptop: Laptop, provider: FakeOidcProvider) -> None:
