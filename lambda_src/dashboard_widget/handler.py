@@ -421,11 +421,7 @@ def timeline(selected: Range, zone: ZoneInfo, step: int | None = None) -> Timeli
     of at most 12 or 3 hours (`step` forces a size: active users are counted per 5 minutes only)."""
     label = zone_name(zone, selected.end)
     if step is None and len(selected.days) > BUCKET_CHART_MAX_DAYS:
-        days = [
-            charts.Slot(day_label(day, year=True), tick=_day_tick(day, len(selected.days)), rank=_day_rank(day))
-            for day in selected.days
-        ]
-        return Timeline(days, [], None, list(selected.days), label)
+        return Timeline(day_slots(selected), [], None, list(selected.days), label)
     span = (selected.end - selected.start).total_seconds()
     size = step or (300 if span <= 3 * 3600 else 900 if span <= 12 * 3600 else 3600)
     local = selected.start.astimezone(zone)
@@ -457,6 +453,14 @@ def _day_rank(day: str) -> int:
     """The first of a month first, then Mondays, then every day."""
     value = date.fromisoformat(day)
     return 0 if value.day == 1 else 1 if value.weekday() == 0 else 2
+
+
+def day_slots(selected: Range) -> list[charts.Slot]:
+    """One slot a day of the range: the day as its label, ticks and their priority for the axis."""
+    return [
+        charts.Slot(day_label(day, year=True), tick=_day_tick(day, len(selected.days)), rank=_day_rank(day))
+        for day in selected.days
+    ]
 
 
 def _day_tick(day: str, days: int) -> str:
@@ -899,7 +903,7 @@ def groups(ask: Ask) -> str:
     label = GROUP_LABELS[dimension]
     zone_label = zone_name(ask.zone, selected.end)
     if view == "days":
-        slots = [charts.Slot(day_label(d, True), _day_tick(d, len(selected.days)), _day_rank(d)) for d in selected.days]
+        slots = day_slots(selected)
         series = stacked(
             {name: points for name, points in per_day.items() if sum(points)}, limit=8, rest=f"other {dimension}s"
         )
@@ -1419,10 +1423,7 @@ def user(ask: Ask) -> str:
         series = [charts.Series("minutes active", values, 0)]
         what, unit = "minutes active", ""
     else:
-        slots = [
-            charts.Slot(day_label(d, True), tick=_day_tick(d, len(selected.days)), rank=_day_rank(d))
-            for d in selected.days
-        ]
+        slots = day_slots(selected)
         series = [charts.Series("cost", [by_day.get(d, {}).get("cost_usd", 0.0) for d in selected.days], 0)]
         what, unit = "", "$"
     chart = charts.time_chart(
