@@ -33,6 +33,7 @@ from lambda_src.quota_monitor.handler import (
     PUBLISH_CONCURRENCY,
     PUBLISH_RESERVE_SECONDS,
     AlertLedger,
+    Claim,
     Settings,
     UsageReader,
     run,
@@ -80,7 +81,7 @@ class CountingLedger(AlertLedger):
         super().__init__(client, table, run_id)
         self.conditional_writes = 0
 
-    def claim(self, standing: Any, now: datetime) -> bool:
+    def claim(self, standing: Any, now: datetime) -> Claim:
         self.conditional_writes += 1
         return super().claim(standing, now)
 

@@ -43,6 +43,7 @@ changes the policies, named in the alert); AWS_LAMBDA_FUNCTION_NAME (set by Lamb
 from __future__ import annotations
 
 import contextlib
+import enum
 import hashlib
 import json
 import math
@@ -397,9 +398,6 @@ class UsageReader:
         """One of the monitor's QUOTA#<day> items (the only ones its role may write in the rollup table)."""
         self.client.put_item(TableName=self.table, Item=dict(item))
 
-    def write_near_quota(self, item: Mapping[str, Any]) -> None:
-        self.write(item)
-
 
 def alert_key(standing: Standing) -> dict[str, Any]:
     return {
@@ -419,14 +417,23 @@ def attribute(item: Mapping[str, Any] | None, name: str, kind: str) -> Any:
     return value.get(kind) if isinstance(value, Mapping) else None
 
 
+class Claim(enum.Enum):
+    """What a claim found."""
+
+    CLAIMED = "claimed"
+    """This run may send the alert."""
+    TAKEN = "taken"
+    """Sent, in doubt, or being sent by another run within its lease."""
+    DOUBTED = "doubted"
+    """Left `publishing` by a run that ended: this run marked it in doubt (it is never sent again)."""
+
+
 class AlertLedger:
     """Alert items in the quota table: conditional writes make each alert at most once, across runs and retries
     (the states and what each failure leaves are in the module's docstring)."""
 
     def __init__(self, client: Any, table: str, run_id: str) -> None:
         self.client, self.table, self.run_id = client, table, run_id
-        self.found_in_doubt: list[Standing] = []
-        """Alerts a dead or cut-off run left `publishing`, found by this run's claims and marked in doubt."""
 
     def policies(self) -> PolicyBook:
         items: list[dict[str, Any]] = []
@@ -467,8 +474,8 @@ class AlertLedger:
                 settled.add(by_key[(item["pk"]["S"], item["sk"]["S"])])
         return settled
 
-    def claim(self, standing: Standing, now: datetime) -> bool:
-        """True when this run may send the alert: nobody has, nobody is, and no run died while sending it."""
+    def claim(self, standing: Standing, now: datetime) -> Claim:
+        """CLAIMED when this run may send the alert: nobody has, nobody is, and no run died while sending it."""
         at = int(now.timestamp())
         try:
             self.client.update_item(
@@ -499,26 +506,26 @@ class AlertLedger:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except self.client.exceptions.ConditionalCheckFailedException as error:
-            self._notice_abandoned(standing, error.response.get("Item"), at)
-            return False
-        return True
+            return Claim.DOUBTED if self._notice_abandoned(standing, error.response.get("Item"), at) else Claim.TAKEN
+        return Claim.CLAIMED
 
-    def _notice_abandoned(self, standing: Standing, found: Mapping[str, Any] | None, at: int) -> None:
+    def _notice_abandoned(self, standing: Standing, found: Mapping[str, Any] | None, at: int) -> bool:
         """An item left `publishing` past the lease: its run ended mid-publish or could not mark it. It may
-        have been sent, so it is marked in doubt (once, by whichever run gets there first), never sent again."""
+        have been sent, so it is marked in doubt (once, by whichever run gets there first: True for that run),
+        never sent again."""
         state = attribute(found, "state", "S")
         started = attribute(found, "publishing_at", "N") or attribute(found, "claimed_at", "N")
         owner = attribute(found, "run_id", "S")
         if state not in (PUBLISHING, LEGACY_SENDING) or owner is None or started is None:
-            return
+            return False
         if float(started) >= at - LEASE_SECONDS:
-            return  # its run may still be publishing
+            return False  # its run may still be publishing
         try:
             self._transition(standing, owner, state, {"state": {"S": IN_DOUBT}, "doubted_at": {"N": str(at)},
                              "doubt": {"S": "left publishing: its run ended or could not record it"}})  # fmt: skip
         except self.client.exceptions.ConditionalCheckFailedException:
-            return
-        self.found_in_doubt.append(standing)
+            return False
+        return True
 
     def start(self, standing: Standing, now: datetime) -> bool:
         """Record that this run is about to publish; False when another run has taken the claim over."""
@@ -661,10 +668,6 @@ def run(
             batch = pending[start : start + PUBLISH_CONCURRENCY]
             for outcome in pool.map(lambda s: claim_and_send(s, settings, ledger, publish, now), batch):
                 report.merge(outcome)
-    for standing in ledger.found_in_doubt:
-        report.in_doubt.append(f"{describe_alert(standing)}: left publishing (its run ended or could not record it)")
-        log("ERROR", "quota alert in doubt: left publishing by a run that ended or could not record it; not sent again",
-            **alert_fields(standing))  # fmt: skip
     reader.write(near_quota_item(found, day, now))
     reader.write(quality_item(report, day, now))
     return report
@@ -677,53 +680,48 @@ def claim_and_send(
     publish: Callable[[str, str], str],
     now: datetime,
 ) -> Report:
-    """One alert, on a worker thread: claim, start, publish, mark. Its outcome comes back as a Report of its own,
-    merged by the run (no shared state between workers but the ledger's thread-safe client)."""
+    """One alert, on a worker thread: claim, start, publish, mark (see the module's docstring). Its outcome comes
+    back as a Report of its own, merged by the run (no shared state between workers but the ledger's thread-safe
+    client)."""
     outcome = Report()
-    if not ledger.claim(standing, now) or not ledger.start(standing, now):
+    who = describe_alert(standing)
+    claim = ledger.claim(standing, now)
+    if claim is Claim.DOUBTED:
+        outcome.in_doubt.append(f"{who}: left publishing (its run ended or could not record it)")
+        log("ERROR", "quota alert in doubt: left publishing by a run that ended or could not record it; not sent again",
+            **alert_fields(standing))  # fmt: skip
+        return outcome
+    if claim is not Claim.CLAIMED or not ledger.start(standing, now):
         outcome.already_sent += 1
         return outcome
-    send(standing, settings, ledger, publish, now, outcome)
-    return outcome
-
-
-def send(
-    standing: Standing,
-    settings: Settings,
-    ledger: AlertLedger,
-    publish: Callable[[str, str], str],
-    now: datetime,
-    report: Report,
-) -> None:
-    """Publish one claimed alert and record the outcome (see the module's docstring)."""
     subject, body = alert_message(standing, settings.policy_source)
-    who = describe_alert(standing)
     try:
         message_id = publish(subject, body)
     except (BotoCoreError, ClientError) as error:
         what = f"{who}: {type(error).__name__}: {error}"
         if definitely_not_sent(error):
-            report.failed.append(what)
+            outcome.failed.append(what)
             try:
                 ledger.release(standing)
             except (BotoCoreError, ClientError) as stuck:  # it stays `publishing`: a later run reports it in doubt
-                report.failed.append(f"{who}: the claim could not be released ({type(stuck).__name__}: {stuck})")
-            return
-        report.in_doubt.append(what)
+                outcome.failed.append(f"{who}: the claim could not be released ({type(stuck).__name__}: {stuck})")
+            return outcome
+        outcome.in_doubt.append(what)
         log("ERROR", "quota alert in doubt: SNS may have sent it; it is not sent again", **alert_fields(standing),
             error=f"{type(error).__name__}: {error}")  # fmt: skip
         with contextlib.suppress(BotoCoreError, ClientError):  # else it stays `publishing`: a later run marks it
             ledger.mark_in_doubt(standing, what, now)
-        return
-    report.alerts_sent += 1
+        return outcome
+    outcome.alerts_sent += 1
     try:
         ledger.mark_sent(standing, message_id, now)
     except (BotoCoreError, ClientError) as error:
-        report.unrecorded.append(f"{who}: sent as {message_id}, not recorded: {type(error).__name__}: {error}")
+        outcome.unrecorded.append(f"{who}: sent as {message_id}, not recorded: {type(error).__name__}: {error}")
         log("ERROR", "quota alert sent but not recorded; it is not sent again", **alert_fields(standing),
             message_id=message_id, error=f"{type(error).__name__}: {error}")  # fmt: skip
-        return
+        return outcome
     log("INFO", "quota alert sent", **alert_fields(standing), message_id=message_id)
+    return outcome
 
 
 def describe_alert(standing: Standing) -> str:

@@ -3,6 +3,7 @@ alerts claimed in the quota table."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import threading
 import uuid
@@ -28,6 +29,7 @@ from botocore.exceptions import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from components.quota import monitor_statements
 from lambda_src.common import aws
 from lambda_src.common import rollups as keys
 from lambda_src.common.dynamodb import plain_item
@@ -40,7 +42,7 @@ from lambda_src.common.quota_policies import (
     policy_item,
 )
 from lambda_src.quota_monitor import handler as monitor
-from lambda_src.quota_monitor.handler import AlertLedger, Report, Settings, UsageReader, run
+from lambda_src.quota_monitor.handler import AlertLedger, Claim, Report, Settings, UsageReader, run
 from tests.clock import Clock
 from tests.lambda_src.rollup_table import SONNET, Deployed, create_quota_table, usage
 from tests.telemetry import METRICS_LOG_GROUP, Developer, emf_event, logs_batch
@@ -202,7 +204,7 @@ def test_a_run_that_died_between_claim_and_publish_is_taken_over_after_the_lease
     quota = QuotaHarness(deployed, [QuotaPolicy("default", daily_usd=10 * MINUTE_USD)])
     quota.work(NOW - timedelta(hours=1), scale=9)
     standing = quota.due(NOW)
-    assert AlertLedger(quota.client, quota.table, "dead-run").claim(standing, NOW)  # it dies before publishing
+    assert AlertLedger(quota.client, quota.table, "dead-run").claim(standing, NOW) is Claim.CLAIMED  # then dies
 
     assert quota.run(NOW + timedelta(minutes=5)).alerts_sent == 0  # the claim is still fresh
     later = quota.run(NOW + timedelta(seconds=monitor.LEASE_SECONDS + 60))
@@ -217,7 +219,7 @@ def test_a_run_slower_than_the_lease_does_not_publish_what_another_run_took_over
     quota.work(NOW - timedelta(hours=1), scale=9)
     standing = quota.due(NOW)
     slow = AlertLedger(quota.client, quota.table, "slow-run")
-    assert slow.claim(standing, NOW)
+    assert slow.claim(standing, NOW) is Claim.CLAIMED
     assert quota.run(NOW + timedelta(seconds=monitor.LEASE_SECONDS + 60)).alerts_sent == 1  # taken over
     assert not slow.start(standing, NOW + timedelta(seconds=monitor.LEASE_SECONDS + 61))  # so it does not publish
 
@@ -227,12 +229,13 @@ def test_a_run_that_died_while_publishing_is_reported_in_doubt_and_not_sent_agai
     quota.work(NOW - timedelta(hours=1), scale=9)
     standing = quota.due(NOW)
     dead = AlertLedger(quota.client, quota.table, "dead-run")
-    assert dead.claim(standing, NOW) and dead.start(standing, NOW)  # and then it dies inside SNS Publish
+    assert dead.claim(standing, NOW) is Claim.CLAIMED and dead.start(standing, NOW)  # then dies inside Publish
 
     fresh = quota.run(NOW + timedelta(minutes=5))
     assert (fresh.alerts_sent, fresh.already_sent, fresh.in_doubt) == (0, 1, [])  # it may still be publishing
     later = quota.run(NOW + timedelta(seconds=monitor.LEASE_SECONDS + 60))
     assert later.alerts_sent == 0 and len(later.in_doubt) == 1 and "ada@example.com daily_usd 90%" in later.in_doubt[0]
+    assert later.already_sent == 0  # counted once: in doubt, not also as sent
     assert list(quota.alert_states().values()) == ["unknown"]
     assert quota.quality()["alerts_in_doubt"] == 1
     again = quota.run(NOW + timedelta(hours=1))
@@ -562,6 +565,71 @@ def test_the_run_log_line_carries_its_metrics_in_embedded_metric_format(
     assert {POLICIES_SKIPPED_METRIC, ALERTS_IN_DOUBT_METRIC, "AlertsSent"} <= set(names)
     assert all(isinstance(line[name], int) for name in names)
     assert line["FunctionName"] == "ccm-dev-quota-monitor" and line["AlertsSent"] == 1
+
+
+def granted_actions(statements: Iterable[dict[str, Any]]) -> set[str]:
+    """The actions the statements allow, as written: a string or a list, wildcards such as `dynamodb:*` kept."""
+    actions: set[str] = set()
+    for statement in statements:
+        if statement["Effect"] == "Allow":
+            action = statement["Action"]
+            actions.update([action] if isinstance(action, str) else action)
+    return actions
+
+
+def allowed(action: str, granted: Iterable[str]) -> bool:
+    """IAM matches action names case-insensitively, with `*` and `?` wildcards."""
+    return any(fnmatch.fnmatchcase(action.lower(), pattern.lower()) for pattern in granted)
+
+
+def test_every_aws_call_the_handler_makes_is_an_action_its_role_is_granted(
+    deployed: Deployed, aws_client: Callable[[str], Any], moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moto does not enforce IAM: a call the component's grant leaves out passes every other test here and is
+    AccessDenied on AWS. So every operation of every client the handler makes is recorded (botocore's
+    before-call event) over runs that send, find sent, release a refused claim and find an abandoned one."""
+    quota = QuotaHarness(deployed, [QuotaPolicy("default", daily_usd=10 * MINUTE_USD)])
+    carol = Developer("carol@example.com", "u-carol", "a-carol")
+    quota.work(NOW - timedelta(minutes=1), carol, scale=9)
+    abandoned = AlertLedger(quota.client, quota.table, "dead-run")
+    standing = quota.due(NOW)
+    abandoned.claim(standing, NOW)
+    assert abandoned.start(standing, NOW)  # it had the claim, and then it dies inside SNS Publish
+    bob = Developer("bob@example.com", "u-bob", "a-bob")
+    for developer in (ADA, bob):
+        quota.work(NOW - timedelta(minutes=1), developer, scale=9)
+    wired = Wired(quota, moto_endpoint, monkeypatch)
+    refusals = iter([refused("Throttled", status=429)])
+
+    def throttle_bob_once(params: dict[str, Any], **_: Any) -> None:
+        if "bob@" in params["Subject"] and (error := next(refusals, None)):
+            raise error
+
+    wired.hooks["sns"].append(("before-parameter-build.sns.Publish", throttle_bob_once))
+    called: set[str] = set()
+    lock = threading.Lock()
+
+    def record(model: Any, **_: Any) -> None:
+        with lock:  # the handler publishes from several threads
+            called.add(f"{model.service_model.signing_name}:{model.name}")
+
+    def recording_client(service: str, **options: Any) -> Any:
+        made = wired.client(service, **options)
+        made.meta.events.register("before-call.*.*", record)
+        return made
+
+    monkeypatch.setattr(aws, "boto3", SimpleNamespace(client=recording_client))  # every client the handler makes
+
+    with pytest.raises(RuntimeError, match="1 quota alerts not sent"):  # SNS refused Bob's: his claim is released
+        wired.invoke(NOW)
+    later = wired.invoke(NOW + timedelta(seconds=monitor.LEASE_SECONDS + 60))
+    assert (later["alerts_sent"], later["already_sent"], later["in_doubt"]) == (1, 1, 1)  # Bob's; Ada's; Carol's
+    assert sorted(wired.inbox()) == [AT_90, "Claude Code quota: bob@example.com is at 90% of the daily USD limit"]
+    assert sorted(quota.alert_states().values()) == ["sent", "sent", "unknown"]  # Carol's found abandoned
+
+    granted = granted_actions(monitor_statements("arn:rollups", "arn:quota", "arn:topic"))
+    assert {"dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "sns:Publish"} <= called
+    assert sorted(action for action in called if not allowed(action, granted)) == []
 
 
 def test_publish_outcomes_sns_refused_are_retried_and_lost_ones_are_not() -> None:
