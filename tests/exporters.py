@@ -4,7 +4,13 @@ the contract's units) and awscloudwatchlogs (raw_log false).
 
 This is a model, kept small and checked against the awsemf and awscloudwatchlogs sources' output shapes:
 the real collector replaces it wherever the tests can run one (tests/collector/). The OTLP requests it reads
-are recordings of the real Claude Code client (tests/fixtures/claude-code/).
+are either the real collector's output (its file exporter standing in for the AWS ones: tests/collector/,
+tests/harness/test_live_pipeline.py), or what a client sends: recordings of the real Claude Code client
+(tests/fixtures/claude-code/) and the synthetic requests of tests/telemetry.py.
+
+`environment` says which: None for the collector's output, whose processors already ran and are not applied
+again (a collector that stopped setting `deployment.environment` or `unattributed` must show); the stack's
+name for what a client sends, where `collector_resource` models the rendered processors first.
 """
 
 from __future__ import annotations
@@ -61,8 +67,13 @@ def label_text(value: Any) -> str:
     return json.dumps(value) if isinstance(value, list | dict) else str(value)
 
 
-def collector_resource(resource: dict[str, Any], environment: str) -> dict[str, Any]:
-    """The rendered processors on the resource: deployment.environment, and `unattributed` organisation."""
+def collector_resource(resource: dict[str, Any], environment: str | None) -> dict[str, Any]:
+    """The rendered processors on the resource: deployment.environment, and `unattributed` organisation.
+
+    A model of the collector, for requests as a client sends them; `environment` None means the request is
+    the real collector's output, and the resource is kept exactly as the collector wrote it."""
+    if environment is None:
+        return dict(resource)
     processed = {**resource, "deployment.environment": environment}
     for name in ORGANISATION_ATTRIBUTES:
         processed.setdefault(name, UNATTRIBUTED)
@@ -87,9 +98,12 @@ def data_points(request: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any
 
 
 def emf_log_events(
-    request: Mapping[str, Any], exporter: Mapping[str, Any], environment: str = "test"
+    request: Mapping[str, Any], exporter: Mapping[str, Any], *, environment: str | None
 ) -> list[dict[str, Any]]:
-    """awsemf: one EMF document per (labels, time), with the declared dimension sets that the labels fill."""
+    """awsemf: one EMF document per (labels, time), with the declared dimension sets that the labels fill.
+
+    `environment`: None for the real collector's output; else the stack's name, and the collector's processors
+    are modelled first (`collector_resource`)."""
     groups: dict[tuple[tuple[tuple[str, str], ...], int], dict[str, float]] = defaultdict(dict)
     for name, resource, point, value, millis in data_points(request):
         labels = {k: label_text(v) for k, v in {**collector_resource(resource, environment), **point}.items()}
@@ -117,8 +131,11 @@ def emf_log_events(
     return events
 
 
-def cloudwatch_log_events(request: Mapping[str, Any], environment: str = "test") -> list[dict[str, Any]]:
-    """awscloudwatchlogs with raw_log false: one JSON object per log record."""
+def cloudwatch_log_events(request: Mapping[str, Any], *, environment: str | None) -> list[dict[str, Any]]:
+    """awscloudwatchlogs with raw_log false: one JSON object per log record.
+
+    `environment`: None for the real collector's output; else the stack's name, and the collector's processors
+    are modelled first (`collector_resource`)."""
     events = []
     for resource_logs in request.get("resourceLogs", []):
         resource = collector_resource(attributes(resource_logs.get("resource", {}).get("attributes", [])), environment)

@@ -201,18 +201,23 @@ def _awsemf() -> dict[str, Any]:
 
 
 def emf_event(at: datetime, developer: Developer, metrics: Mapping[str, float], **attributes: Any) -> dict[str, Any]:
-    """One EMF log event: the metrics that share these attributes and this time, as awsemf groups them."""
+    """One EMF log event: the metrics that share these attributes and this time, as awsemf groups them.
+
+    The request is as the client sends it, never through a real collector: the exporter model also models the
+    collector's processors here (deployment.environment `test`, `unattributed` organisation)."""
     from tests.exporters import emf_log_events
 
-    (event,) = emf_log_events(metrics_request(at, developer, metrics, **attributes), _awsemf())
+    (event,) = emf_log_events(metrics_request(at, developer, metrics, **attributes), _awsemf(), environment="test")
     return {"id": f"{next(_ids):056d}", **event}
 
 
 def claude_event(at: datetime, developer: Developer, name: str, **attributes: Any) -> dict[str, Any]:
-    """One Claude Code event as the awscloudwatchlogs exporter writes it (identity on the record)."""
+    """One Claude Code event as the awscloudwatchlogs exporter writes it (identity on the record).
+
+    As in `emf_event`, the exporter model also models the collector's processors on this client-shaped request."""
     from tests.exporters import cloudwatch_log_events
 
-    (event,) = cloudwatch_log_events(logs_request(at, developer, name, **attributes))
+    (event,) = cloudwatch_log_events(logs_request(at, developer, name, **attributes), environment="test")
     return {"id": f"{next(_ids):056d}", **event}
 
 

@@ -412,18 +412,21 @@ def test_the_client_tried_to_spoof_and_the_token_decides_who_it_is(path_a: Deliv
 
 
 def exported_events(delivered: Delivered, prod: ProdStack) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """What awsemf and awscloudwatchlogs would write for the collector's output (tests/exporters.py)."""
+    """What awsemf and awscloudwatchlogs would write for the collector's output (tests/exporters.py).
+
+    The output already went through the collector's processors: the model applies none of them again
+    (environment None), so what the rows carry (deployment.environment, identity) is the real collector's."""
     emf = [
         event
         for task in delivered.tasks
         for request in task.metrics
-        for event in emf_log_events(request, prod.awsemf, prod.environment)
+        for event in emf_log_events(request, prod.awsemf, environment=None)
     ]
     logs = [
         event
         for task in delivered.tasks
         for request in task.logs
-        for event in cloudwatch_log_events(request, prod.environment)
+        for event in cloudwatch_log_events(request, environment=None)
     ]
     return with_ids(emf), with_ids(logs, start=len(emf) + 1)
 
@@ -555,6 +558,7 @@ def test_the_lake_keeps_every_point_and_event_under_the_tokens_identity(
     assert len(metric_rows) == len(path_a.points)
     assert len(event_rows) == len(path_a.records)
     for row in rows:
+        assert row["deployment_environment"] == prod.environment  # set by the collector, not the model
         assert (row["user_key"], row["user_key_source"]) == (ADA["email"], "user.email")
         assert (row["user_email"], row["user_id"]) == (ADA["email"], ADA["userId"])
         assert (row["department"], row["team_id"], row["cost_center"]) == (

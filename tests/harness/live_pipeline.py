@@ -9,8 +9,11 @@ helpers for tests/harness/test_live_pipeline.py.
   helper's path, which names a program installed on developer machines). That needs root and unshare(1) (a
   private mount namespace); elsewhere the same settings go through `--settings`, which the client honours for
   the `env` block and `otelHeadersHelper` alike, and the one test that checks the source fails, saying so.
-- `LiveRun` reads what the receiver captured with the fixture readers of tests/harness/record.py;
-  `emf_events` / `event_log_events` write it as the collector's exporters would (tests/exporters.py).
+- `LiveRun` reads what the receiver captured with the fixture readers of tests/harness/record.py. The tests
+  replay those requests into the real collector (tests/collector/test_validate.py's `running_collector`, on the
+  stack's rendered configuration with file exporters standing in for the AWS ones); `emf_events` /
+  `event_log_events` write the collector's output as its AWS exporters would (tests/exporters.py), applying
+  none of its processors again.
 """
 
 from __future__ import annotations
@@ -155,11 +158,12 @@ class LiveRun:
         return times
 
 
-def emf_events(runs: Iterable[LiveRun], awsemf: Mapping[str, Any], environment: str) -> list[dict[str, Any]]:
-    """What the awsemf exporter writes to the metrics log group for these sessions' metric exports."""
-    return [event for run in runs for request in run.metrics for event in emf_log_events(request, awsemf, environment)]
+def emf_events(requests: Iterable[Mapping[str, Any]], awsemf: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What the awsemf exporter writes to the metrics log group for the collector's metrics output (OTLP JSON
+    after every processor: deployment.environment and `unattributed` are the collector's, not modelled)."""
+    return [event for request in requests for event in emf_log_events(request, awsemf, environment=None)]
 
 
-def event_log_events(runs: Iterable[LiveRun], environment: str) -> list[dict[str, Any]]:
-    """What the awscloudwatchlogs exporter writes to the events log group for these sessions' log exports."""
-    return [event for run in runs for request in run.logs for event in cloudwatch_log_events(request, environment)]
+def event_log_events(requests: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """What the awscloudwatchlogs exporter writes to the events log group for the collector's logs output."""
+    return [event for request in requests for event in cloudwatch_log_events(request, environment=None)]

@@ -8,10 +8,12 @@ Only the endpoint is replaced by the loopback OTLP receiver, and a headers helpe
 provides.
 
 - Path A, dev (identity `none`): a dated model, the default (undated) model, a Write/Edit tool turn and an API
-  error. What arrives (headers, temporality, attributes), then the collector's exporters (tests/exporters.py,
-  with the collector configuration the dev preview rendered) into the aggregator (moto) and the Firehose
-  transform: tokens per user, model and type equal what the fake billed; cost is the client's own for a model
-  the price table does not know and the table's for one it does; no row is lost.
+  error. What arrives (headers, temporality, attributes); then each session's exports, replayed as received
+  into the real collector running the configuration the dev preview rendered (tests/collector/test_validate.py,
+  file exporters standing in for the AWS ones), whose processors set deployment.environment and `unattributed`;
+  its output through the AWS exporters' model (tests/exporters.py, no processor modelled) into the aggregator
+  (moto) and the Firehose transform: tokens per user, model and type equal what the fake billed; cost is the
+  client's own for a model the price table does not know and the table's for one it does; no row is lost.
 - Path A, prod (identity `jwt`): the rendered headers helper path runs a script printing a bearer JWT signed
   by a test key with Pulumi.prod.yaml's issuer, audience and claim names; it is on every export request.
 - Path B, prod (bearerTokenIngest): the repository's scripts/claude-cloudwatch-key as the headers helper,
@@ -35,6 +37,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -44,12 +47,16 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from components.collector_config import UNATTRIBUTED
 from lambda_src.analytics_transform.handler import Settings as TransformSettings
 from lambda_src.analytics_transform.handler import transform
 from lambda_src.common import rollups as keys
 from lambda_src.common.pricing import DEFAULT_PRICE_TABLE, model_version
 from offline.preview import PROJECT_ROOT, PreviewResult
 from tests.clock import DEFAULT_START, Clock
+from tests.collector import conftest as collector_fixtures
+from tests.collector.test_path_a_end_to_end import Task
+from tests.collector.test_validate import post, running_collector
 from tests.exporters import with_ids
 from tests.harness import claude_client as cc
 from tests.harness.fake_anthropic import ApiError, Text, Tools, ToolUse
@@ -63,9 +70,12 @@ from tests.harness.live_pipeline import (
     managed_settings,
     plan_of,
 )
-from tests.harness.record import DATED_MODEL, ledger_totals, token_totals
+from tests.harness.record import DATED_MODEL, Point, Record, ledger_totals, token_totals
 from tests.lambda_src.rollup_table import Deployed
 from tests.telemetry import firehose_event, logs_batch
+
+# The real collector binary (tests/collector/conftest.py: built by `make collector`, cached in .tools/otelcol/).
+collector_binary = collector_fixtures.collector_binary
 
 USER_ID = re.compile(r"^[0-9a-f]{64}$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -248,10 +258,50 @@ def test_dev_points_and_records_carry_identity_model_and_type(dev_runs: dict[str
     assert (error.attr("status_code"), error.attr("error")) == (529, "Overloaded")
 
 
-class DevPipeline:
-    """The dev stack's rendered collector exporters, aggregator and transform, fed the dev sessions."""
+@pytest.fixture(scope="module")
+def dev_collected(
+    collector_binary: Path,
+    dev_preview: PreviewResult,
+    dev_runs: dict[str, LiveRun],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, Task]:
+    """Each dev session's exports through the real collector with the dev stack's rendered configuration: one
+    collector per session (so each session's output is its own), sent every request in the order the client
+    sent it, then stopped (SIGTERM flushes its batches to the file exporters)."""
+    config = collector_config(dev_preview)
+    collected = {}
+    for name, run in dev_runs.items():
+        out = tmp_path_factory.mktemp(f"dev-collector-{name}")
+        with running_collector(collector_binary, config, out) as collector:
+            for request in run.result.exports:
+                # The body as the client sent it (protobuf, uncompressed: see the test of the exports above).
+                post(f"{collector.otlp_http}{request.path}", request.body.SerializeToString(), {})
+        collected[name] = Task(collector)
+    return collected
 
-    def __init__(self, preview: PreviewResult, runs: Mapping[str, LiveRun]) -> None:
+
+def test_the_collector_keeps_every_point_and_record_and_fills_environment_and_unattributed(
+    dev_preview: PreviewResult, dev_runs: dict[str, LiveRun], dev_collected: dict[str, Task]
+) -> None:
+    """The real collector's processors, not the exporter model, set deployment.environment and fill the
+    organisation attributes the dev settings do not send."""
+    (environment,) = collector_config(dev_preview)["processors"]["resource/environment"]["attributes"]
+    for name, run in dev_runs.items():
+        task = dev_collected[name]
+        assert len(task.points) == len(run.points), name
+        assert len(task.records) == len(run.records), name
+        collected: list[Point | Record] = [*task.points, *task.records]
+        for item in collected:
+            resource = {key: value for key, (_, value) in item.resource.items()}
+            assert resource["deployment.environment"] == environment["value"], name
+            assert {key: resource[key] for key in ORGANISATION} == dict.fromkeys(ORGANISATION, UNATTRIBUTED), name
+
+
+class DevPipeline:
+    """The dev stack's rendered collector (the real binary, its AWS exporters modelled on its output), the
+    aggregator and the transform, fed the dev sessions."""
+
+    def __init__(self, preview: PreviewResult, runs: Mapping[str, LiveRun], collected: Mapping[str, Task]) -> None:
         config = collector_config(preview)
         exporters = config["exporters"]
         (environment_attribute,) = config["processors"]["resource/environment"]["attributes"]
@@ -264,10 +314,11 @@ class DevPipeline:
         # One subscription delivery per session and log group, as CloudWatch Logs would send them.
         self.deliveries: list[tuple[str, list[dict[str, Any]]]] = []
         next_id = 1
-        for run in runs.values():
+        for name in runs:
+            task = collected[name]
             for group, events in (
-                (self.metrics_group, emf_events([run], self.awsemf, self.environment)),
-                (self.events_group, event_log_events([run], self.environment)),
+                (self.metrics_group, emf_events(task.metrics, self.awsemf)),
+                (self.events_group, event_log_events(task.logs)),
             ):
                 assert events
                 self.deliveries.append((group, with_ids(events, start=next_id)))
@@ -284,8 +335,10 @@ class DevPipeline:
 
 
 @pytest.fixture
-def dev_pipeline(dev_preview: PreviewResult, dev_runs: dict[str, LiveRun]) -> DevPipeline:
-    return DevPipeline(dev_preview, dev_runs)
+def dev_pipeline(
+    dev_preview: PreviewResult, dev_runs: dict[str, LiveRun], dev_collected: dict[str, Task]
+) -> DevPipeline:
+    return DevPipeline(dev_preview, dev_runs, dev_collected)
 
 
 def _billed_by_user_model_type(runs: Mapping[str, LiveRun]) -> dict[tuple[str, str, str], int]:

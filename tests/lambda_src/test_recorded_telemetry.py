@@ -1,6 +1,9 @@
 """The pipeline on what the real Claude Code client sent (recordings in tests/fixtures/claude-code/), as the
 collector's exporters write it (tests/exporters.py): the aggregator's rollups and the lake's rows must equal
-what the fake Anthropic API billed, and no row is lost."""
+what the fake Anthropic API billed, and no row is lost.
+
+The recordings never went through a real collector: the exporter model stands in for the collector's processors
+as well as its exporters here (`collector_resource`)."""
 
 from __future__ import annotations
 
@@ -54,8 +57,16 @@ def awsemf() -> dict[str, Any]:
 
 
 def exported(session: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    metrics = [e for request in load(session / "metrics.json") for e in emf_log_events(request, awsemf())]
-    events = [e for request in load(session / "logs.json") for e in cloudwatch_log_events(request)]
+    """The recorded session as CloudWatch Logs would hold it.
+
+    The recordings are the client's raw OTLP requests, never through a real collector: the exporter model
+    (tests/exporters.py) models the collector's processors here too (`collector_resource`: deployment.environment
+    `test`, `unattributed` organisation). The real collector's processors are checked by tests/collector/ and
+    tests/harness/test_live_pipeline.py."""
+    metrics = [
+        e for request in load(session / "metrics.json") for e in emf_log_events(request, awsemf(), environment="test")
+    ]
+    events = [e for request in load(session / "logs.json") for e in cloudwatch_log_events(request, environment="test")]
     return with_ids(metrics), with_ids(events, start=len(metrics) + 1)
 
 
