@@ -1490,6 +1490,7 @@ def collector_paused() -> Iterator[None]:
         gc.enable()
 
 
+@collector_paused()
 def aggregate(
     event: Mapping[str, Any],
     settings: Settings,
@@ -1501,17 +1502,6 @@ def aggregate(
     unreadable delivery is counted on (their own timestamps cannot be trusted), the latest event time booked,
     and the ledger's expiry. A retried delivery keeps the arrival of its first attempt (the ledger has it),
     so a retry after midnight makes the same additions."""
-    with collector_paused():
-        return _aggregate(event, settings, store, queue, clock)
-
-
-def _aggregate(
-    event: Mapping[str, Any],
-    settings: Settings,
-    store: RollupStore,
-    queue: Callable[[Sequence[str]], None],
-    clock: Seconds,
-) -> dict[str, Any]:
     try:
         payload = decode_delivery(event)
     except UnreadableBatchError as error:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import gzip
 import io
 import json
@@ -368,3 +369,12 @@ def test_the_deployed_client_skips_botocore_parameter_validation(monkeypatch: py
         handler.handler({"awslogs": {"data": "not base64!"}}, None, clock=Clock(NOON))
     assert made["dynamodb"]["config"].parameter_validation is False
     assert Decimal(number(10**25)["N"]) == 10**25
+
+
+def test_the_cyclic_garbage_collector_is_paused_for_a_delivery_and_back_after() -> None:
+    during: list[bool] = []
+    store = RollupStore(MemoryTable(), "rollups", Clock(NOON), pause=lambda _: None)
+    with contextlib.redirect_stdout(io.StringIO()):
+        aggregate({"awslogs": {"data": "not base64!"}}, settings_for(), store, lambda _: during.append(gc.isenabled()),
+                  Clock(NOON))  # fmt: skip
+    assert during == [False] and gc.isenabled()

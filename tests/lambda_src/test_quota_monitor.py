@@ -459,14 +459,33 @@ def answer_lost(request: Any, **_: Any) -> None:
 
 
 AT_90 = "Claude Code quota: ada@example.com is at 90% of the daily USD limit"
+BOB_AT_90 = "Claude Code quota: bob@example.com is at 90% of the daily USD limit"
+BOB = Developer("bob@example.com", "u-bob", "a-bob")
 
 
-def test_the_handler_publishes_to_sns(
+@pytest.fixture
+def ada_at_90(
     deployed: Deployed, aws_client: Callable[[str], Any], moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> tuple[QuotaHarness, Wired]:
+    """Ada at 90% of a daily USD limit, and the handler wired to moto."""
     quota = QuotaHarness(deployed, [QuotaPolicy("default", daily_usd=10 * MINUTE_USD)])
     quota.work(NOW - timedelta(minutes=1), scale=9)
-    wired = Wired(quota, moto_endpoint, monkeypatch)
+    return quota, Wired(quota, moto_endpoint, monkeypatch)
+
+
+def refuse_once(wired: Wired, user: str, error: Exception) -> None:
+    """SNS refuses the first publish of `user`'s alert with `error`."""
+    refusals = iter([error])
+
+    def refuse(params: dict[str, Any], **_: Any) -> None:
+        if f"{user} is at" in params["Subject"] and (found := next(refusals, None)):
+            raise found
+
+    wired.hooks["sns"].append(("before-parameter-build.sns.Publish", refuse))
+
+
+def test_the_handler_publishes_to_sns(ada_at_90: tuple[QuotaHarness, Wired]) -> None:
+    quota, wired = ada_at_90
     summary = wired.invoke(NOW)
     assert summary["alerts_sent"] == 1 and summary["items_read"] == 2
     assert wired.inbox() == [AT_90]
@@ -475,15 +494,9 @@ def test_the_handler_publishes_to_sns(
 
 
 def test_a_publish_sns_took_whose_answer_was_lost_is_reported_in_doubt_and_never_sent_again(
-    deployed: Deployed,
-    aws_client: Callable[[str], Any],
-    moto_endpoint: str,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    ada_at_90: tuple[QuotaHarness, Wired], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    quota = QuotaHarness(deployed, [QuotaPolicy("default", daily_usd=10 * MINUTE_USD)])
-    quota.work(NOW - timedelta(minutes=1), scale=9)
-    wired = Wired(quota, moto_endpoint, monkeypatch)
+    quota, wired = ada_at_90
     wired.hooks["sns"].append(("before-send.sns.Publish", answer_lost))
 
     summary = wired.invoke(NOW)  # does not fail: the alarm on AlertsInDoubt pages instead
@@ -521,42 +534,24 @@ def test_an_sdk_retry_of_a_lost_answer_would_send_the_alert_twice(
     assert wired.inbox()[2:] == ["not retried"]
 
 
-def test_a_retried_invocation_sends_what_sns_refused_and_nothing_twice(
-    deployed: Deployed, aws_client: Callable[[str], Any], moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    quota = QuotaHarness(deployed, [QuotaPolicy("default", daily_usd=10 * MINUTE_USD)])
-    bob = Developer("bob@example.com", "u-bob", "a-bob")
-    for developer in (ADA, bob):
-        quota.work(NOW - timedelta(minutes=1), developer, scale=9)
-    wired = Wired(quota, moto_endpoint, monkeypatch)
-    refusals = iter([refused("Throttled", status=429)])
-
-    def throttle_bob_once(params: dict[str, Any], **_: Any) -> None:
-        if "bob@" in params["Subject"]:
-            error = next(refusals, None)
-            if error:
-                raise error
-
-    wired.hooks["sns"].append(("before-parameter-build.sns.Publish", throttle_bob_once))
+def test_a_retried_invocation_sends_what_sns_refused_and_nothing_twice(ada_at_90: tuple[QuotaHarness, Wired]) -> None:
+    quota, wired = ada_at_90
+    quota.work(NOW - timedelta(minutes=1), BOB, scale=9)
+    refuse_once(wired, "bob@example.com", refused("Throttled", status=429))
     with pytest.raises(RuntimeError, match="1 quota alerts not sent"):  # Lambda retries a failed invocation
         wired.invoke(NOW)
     assert wired.inbox() == [AT_90]
     retried = wired.invoke(NOW + timedelta(minutes=1))
     assert (retried["alerts_sent"], retried["already_sent"]) == (1, 1)
     assert wired.invoke(NOW + timedelta(minutes=15))["alerts_sent"] == 0
-    assert sorted(wired.inbox()) == [AT_90, "Claude Code quota: bob@example.com is at 90% of the daily USD limit"]
+    assert sorted(wired.inbox()) == [AT_90, BOB_AT_90]
 
 
 def test_the_run_log_line_carries_its_metrics_in_embedded_metric_format(
-    deployed: Deployed,
-    aws_client: Callable[[str], Any],
-    moto_endpoint: str,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    ada_at_90: tuple[QuotaHarness, Wired], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    quota = QuotaHarness(deployed, [QuotaPolicy("default", daily_usd=10 * MINUTE_USD)])
-    quota.work(NOW - timedelta(minutes=1), scale=9)
-    Wired(quota, moto_endpoint, monkeypatch).invoke(NOW)
+    _, wired = ada_at_90
+    wired.invoke(NOW)
     (line,) = [line for line in log_lines(capsys.readouterr().out) if line["message"] == "quota run"]
     (directive,) = line["_aws"]["CloudWatchMetrics"]
     assert line["_aws"]["Timestamp"] == int(NOW.timestamp() * 1000)
@@ -595,17 +590,10 @@ def test_every_aws_call_the_handler_makes_is_an_action_its_role_is_granted(
     standing = quota.due(NOW)
     abandoned.claim(standing, NOW)
     assert abandoned.start(standing, NOW)  # it had the claim, and then it dies inside SNS Publish
-    bob = Developer("bob@example.com", "u-bob", "a-bob")
-    for developer in (ADA, bob):
+    for developer in (ADA, BOB):
         quota.work(NOW - timedelta(minutes=1), developer, scale=9)
     wired = Wired(quota, moto_endpoint, monkeypatch)
-    refusals = iter([refused("Throttled", status=429)])
-
-    def throttle_bob_once(params: dict[str, Any], **_: Any) -> None:
-        if "bob@" in params["Subject"] and (error := next(refusals, None)):
-            raise error
-
-    wired.hooks["sns"].append(("before-parameter-build.sns.Publish", throttle_bob_once))
+    refuse_once(wired, "bob@example.com", refused("Throttled", status=429))
     called: set[str] = set()
     lock = threading.Lock()
 
@@ -624,7 +612,7 @@ def test_every_aws_call_the_handler_makes_is_an_action_its_role_is_granted(
         wired.invoke(NOW)
     later = wired.invoke(NOW + timedelta(seconds=monitor.LEASE_SECONDS + 60))
     assert (later["alerts_sent"], later["already_sent"], later["in_doubt"]) == (1, 1, 1)  # Bob's; Ada's; Carol's
-    assert sorted(wired.inbox()) == [AT_90, "Claude Code quota: bob@example.com is at 90% of the daily USD limit"]
+    assert sorted(wired.inbox()) == [AT_90, BOB_AT_90]
     assert sorted(quota.alert_states().values()) == ["sent", "sent", "unknown"]  # Carol's found abandoned
 
     granted = granted_actions(monitor_statements("arn:rollups", "arn:quota", "arn:topic"))
