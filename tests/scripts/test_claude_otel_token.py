@@ -20,11 +20,13 @@ import json
 import os
 import py_compile
 import re
+import runpy
 import socket
 import stat
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
@@ -314,6 +316,26 @@ def test_an_expiring_token_is_refreshed_without_asking_the_user(
     assert cached["refresh_token"] == provider.issued_tokens[-1]  # the rotated refresh token replaced the old
     assert stat.S_IMODE(laptop.cache_file.stat().st_mode) == 0o600
     assert_no_secret_on_stderr(provider, renewed)
+
+
+def test_a_lock_is_stale_by_its_holders_clock_not_the_files_mtime(
+    tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file's mtime comes from another clock where the home directory is on a file server (or the wall clock
+    is faked): a live holder's lock must not look stale for that, and a dead holder's must, by its own clock."""
+    script = runpy.run_path(str(SCRIPT))
+    cache_lock, stale_after = script["CacheLock"], script["LOCK_STALE_SECONDS"]
+    monkeypatch.setattr(time, "time", clock)
+    cache = tmp_path / "tokens.json"
+    with cache_lock(cache) as held:
+        os.utime(held.path, (0, 0))  # the file server's clock says 1970
+        assert not cache_lock(cache).stale()
+        clock.advance(timedelta(seconds=stale_after + 1))  # the holder took it that long ago and died
+        assert cache_lock(cache).stale()
+    assert not held.path.exists()
+    held.path.write_text("")  # a holder that died before it wrote its time: the mtime is all there is
+    os.utime(held.path, (0, 0))
+    assert cache_lock(cache).stale()
 
 
 def test_concurrent_sessions_refresh_once_and_share_the_token(laptop: Laptop, provider: FakeOidcProvider) -> None:
