@@ -6,9 +6,13 @@ four types, cost and active time (awsemf log events); the collector's log events
 deliveries of up to 5,000 log events per minute. Measured on one core, in CPU seconds (time.process_time), the
 median of `--repeat` runs over the whole hour: log events and data points per CPU second, peak memory of one
 delivery (tracemalloc), DynamoDB items written per delivery against the distinct items its rollup touches, and
-the items written when every delivery is retried (must be 0). The table is an in-memory stand-in with DynamoDB's
-transaction semantics for what the aggregator uses (ledger and version conditions); every run must leave the
-same table, and the fast reading of a metrics delivery must give the rollups of the reference reading.
+the items written when every delivery is retried (must be 0), and the claims (UpdateItem calls and their write
+units: per call, the larger of the claim item's sizes before and after, per KB begun). The table is an in-memory
+stand-in with DynamoDB's transaction semantics for what the aggregator uses (ledger and version conditions,
+the claims' `if_not_exists`); every run must leave the same table, and the fast reading of a metrics delivery
+must give the rollups of the reference reading. Each minute's log events are delivered in user order, not time
+order, so every delivery of a minute writes to each of its 60 claim items: more claim writes than CloudWatch
+Logs' deliveries, which follow arrival time, would cause.
 
 The deployed function also pays the AWS SDK's CPU: the calls of the first deliveries are replayed through a
 real botocore DynamoDB client whose requests never leave the process (a `before-send` hook answers with what the
@@ -24,6 +28,7 @@ the section between the dashboard markers in docs/).
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import io
 import json
@@ -158,6 +163,9 @@ class RecordingTable:
     def put_item(self, **request: Any) -> Any:
         return self._call("put_item", **request)
 
+    def update_item(self, **request: Any) -> Any:
+        return self._call("update_item", **request)
+
 
 def projected(response: Any, request: dict[str, Any]) -> Any:
     """A batch get's answer as DynamoDB gives it: only the attributes asked for (the in-memory table gives all)."""
@@ -210,6 +218,17 @@ class Body:
         return [self.data]
 
 
+def wire(value: Any) -> str:
+    """A binary attribute value as DynamoDB's JSON carries it (a claim's owner)."""
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    raise TypeError(f"{type(value).__name__} in a recorded response")
+
+
+WRITES = ("put_item", "update_item")
+"""Calls that write one item (a ledger arrival, a claim); a transaction writes each of its items."""
+
+
 def client_seconds_per_item(recorded: list[tuple[str, dict[str, Any], Any]], validation: bool) -> float:
     """CPU seconds of a real botocore client per item written, replaying the recorded calls: each request is
     validated (or not), serialised and signed, and the table's recorded answer parsed; nothing is sent."""
@@ -227,11 +246,11 @@ def client_seconds_per_item(recorded: list[tuple[str, dict[str, Any], Any]], val
 
     client.meta.events.register("before-send.dynamodb", send)
     calls = [
-        (getattr(client, operation), request, json.dumps(response or {}).encode())
+        (getattr(client, operation), request, json.dumps(response or {}, default=wire).encode())
         for operation, request, response in recorded
     ]
     items = sum(
-        len(request["TransactItems"]) if operation == "transact_write_items" else operation == "put_item"
+        len(request["TransactItems"]) if operation == "transact_write_items" else operation in WRITES
         for operation, request, _ in recorded
     )
     call, request, body = calls[0]
@@ -249,6 +268,8 @@ def bench_aggregator(users: int, repeat: int = REPEAT) -> dict[str, Any]:
     runs = [aggregator_run(payloads, CLIENT_DELIVERIES if index == 0 else 0) for index in range(repeat)]
     if any(run.table.items != runs[0].table.items for run in runs[1:]):
         raise SystemExit("the runs left different tables")
+    if any(run.calls["update_item"] == 0 for run in runs):
+        raise SystemExit("the aggregator claimed no log events")
     first = runs[0]
     seconds = statistics.median(run.seconds for run in runs)
     own_seconds = statistics.median(run.seconds - run.table_seconds for run in runs)
@@ -274,6 +295,7 @@ def bench_aggregator(users: int, repeat: int = REPEAT) -> dict[str, Any]:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     retried_before = first.table.written
+    retried_claim_units = first.table.claim_write_units
     store = RollupStore(first.table, "rollups", arrival, pause=lambda _: None)
     with contextlib.redirect_stdout(io.StringIO()):
         for payload in payloads:
@@ -299,6 +321,9 @@ def bench_aggregator(users: int, repeat: int = REPEAT) -> dict[str, Any]:
         "writes_per_delivery_max": max(first.writes_per_delivery),
         "distinct_items_per_delivery_max": max(distinct_per_delivery),
         "retry_writes": first.table.written - retried_before,
+        "claim_write_units": retried_claim_units,
+        "claim_requests": first.calls["update_item"],
+        "retry_claim_write_units": first.table.claim_write_units - retried_claim_units,
         "deliveries_ids_distinct": len({delivery_id(read_logs_batch(p)) for p in payloads}) == len(payloads),
         "calls": dict(first.calls),
         "client_us_per_item": client_off * 1e6,
@@ -334,6 +359,7 @@ def cost_per_million(result: dict[str, Any]) -> dict[str, float]:
         "insights": insights,
         "ratio": insights / lambda_total,
         "dynamodb_writes": items * TRANSACTION_WRITE_UNITS * usd("dynamodb_wru"),
+        "claim_writes": result["claim_write_units"] * scale * usd("dynamodb_wru"),
     }
 
 
@@ -393,6 +419,10 @@ def report(aggregator: dict[str, Any], reads: dict[int, int]) -> str:
             f"| Items written per delivery, most | {a['writes_per_delivery_max']:,} "
             f"(distinct items and user buckets it touches: {a['distinct_items_per_delivery_max']:,}) |",
             f"| Items written when every delivery is retried | {a['retry_writes']} |",
+            f"| Claims: UpdateItem calls, whole hour | {a['claim_requests']:,} |",
+            f"| Claims: write units, whole hour (and again when every delivery is retried) | "
+            f"{a['claim_write_units']:,} ({a['retry_claim_write_units']:,}); the rollups' transactions: "
+            f"{a['writes'] * TRANSACTION_WRITE_UNITS:,} |",
             f"| AWS SDK CPU per item written, as deployed (parameter validation off) | "
             f"{a['client_us_per_item']:,.0f} µs |",
             f"| The same with botocore's parameter validation | {a['client_us_per_item_validated']:,.0f} µs |",
@@ -416,6 +446,8 @@ def report(aggregator: dict[str, Any], reads: dict[int, int]) -> str:
             f"| Ratio: Logs Insights to the aggregator's Lambda | {c['ratio']:.0f} × |",
             f"| For scale: the aggregator's DynamoDB writes ({TRANSACTION_WRITE_UNITS} write units an item) "
             f"| {c['dynamodb_writes']:.2f} |",
+            f"| For scale: the claims' DynamoDB writes (a write unit per KB of the claim item) "
+            f"| {c['claim_writes']:.2f} |",
             "",
             "Widget function, every widget rendered once over the last 3 hours:",
             "",
@@ -451,6 +483,8 @@ def measures(aggregator: dict[str, Any]) -> dict[str, float]:
         "sdk_cpu_seconds_per_item": aggregator["client_us_per_item"] / 1e6,
         "dynamodb_calls_per_log_event": sum(aggregator["calls"].values()) / log_events,
         "items_per_user_hour": aggregator["writes"] / users,
+        "claim_write_units_per_log_event": aggregator["claim_write_units"] / log_events,
+        "claim_requests_per_log_event": aggregator["claim_requests"] / log_events,
         "deliveries_per_user_hour": aggregator["deliveries"] / users,
     }
 

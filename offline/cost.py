@@ -66,6 +66,8 @@ class Usage:
     aggregator_events_per_second: float = from_benchmark("dashboard", "log_events_per_cpu_second")
     aggregator_sdk_seconds_per_item: float = from_benchmark("dashboard", "sdk_cpu_seconds_per_item")
     aggregator_calls_per_event: float = from_benchmark("dashboard", "dynamodb_calls_per_log_event")
+    claim_write_units_per_log_event: float = from_benchmark("dashboard", "claim_write_units_per_log_event")
+    claim_requests_per_log_event: float = from_benchmark("dashboard", "claim_requests_per_log_event")
     deliveries_per_active_hour: float = from_benchmark("dashboard", "deliveries_per_user_hour")
     transform_events_per_second: float = from_benchmark("analytics-transform", "log_events_per_cpu_second")
     transform_invocation_bytes: float = TRANSFORM_BUFFER_BYTES
@@ -105,6 +107,9 @@ USAGE_SOURCES: dict[str, str] = {
     "aggregator_sdk_seconds_per_item": "benchmarks/dashboard.py: the AWS SDK's CPU per item written, as deployed",
     "aggregator_calls_per_event": "benchmarks/dashboard.py: DynamoDB calls per log event (each waited on for "
     "DYNAMODB_CALL_SECONDS, assumed)",
+    "claim_write_units_per_log_event": "benchmarks/dashboard.py: write units of the aggregator's claims (which "
+    "delivery owns a log event), per log event; the benchmark delivers each minute in user order, an upper bound",
+    "claim_requests_per_log_event": "benchmarks/dashboard.py: the claims' UpdateItem calls per log event",
     "deliveries_per_active_hour": "benchmarks/dashboard.py: deliveries in the 10,000-user hour, per user",
     "transform_events_per_second": "benchmarks/analytics_transform.py: log events per CPU second",
     "transform_invocation_bytes": "components/analytics.py: the transform's Firehose buffer, bytes per invocation",
@@ -442,6 +447,15 @@ def fleet_lines(facts: PlanFacts, developers: int, usage: Usage, series: Mapping
                 PRICE["dynamodb_wru"],
             )
         )
+        claimed = developers * (usage.metric_events() + usage.claude_events())  # both log groups are claimed
+        lines.append(
+            Line(
+                "Claim writes (a write unit per KB of claim item)",
+                claimed * usage.claim_write_units_per_log_event,
+                "WRU",
+                PRICE["dynamodb_wru"],
+            )
+        )
         if facts.quota_index:  # one standard write to the usage index per user day and month item written
             index = developers * 2 * usage.active_minutes()
             lines.append(Line("Usage index writes", index, "WRU", PRICE["dynamodb_wru"]))
@@ -461,7 +475,7 @@ def fleet_lines(facts: PlanFacts, developers: int, usage: Usage, series: Mapping
         aggregator = _find(facts.functions, "-aggregator")
         if aggregator:
             events = developers * usage.metric_events()
-            cpu, waiting = aggregator_seconds(events, items, usage)
+            cpu, waiting = aggregator_seconds(events, items + events * usage.claim_requests_per_log_event, usage)
             lines.append(Line("Aggregator compute", gb_seconds(cpu, aggregator), "GB-s", _lambda_price(aggregator)))
             lines.append(
                 Line(
@@ -527,7 +541,7 @@ def fleet_lines(facts: PlanFacts, developers: int, usage: Usage, series: Mapping
 
 def aggregator_seconds(log_events: float, items: float, usage: Usage) -> tuple[float, float]:
     """(CPU seconds on one core, seconds waiting on DynamoDB) of the aggregator for `log_events` metric log events
-    that write `items` rollup items: its own code, the AWS SDK per item, and the calls it waits on."""
+    that write `items` items (rollups and claims): its own code, the AWS SDK per item, and the calls it waits on."""
     cpu = log_events / usage.aggregator_events_per_second + items * usage.aggregator_sdk_seconds_per_item
     return cpu, log_events * usage.aggregator_calls_per_event * DYNAMODB_CALL_SECONDS
 

@@ -18,6 +18,7 @@ and no partition takes every write. Days and months are calendar periods in the 
 | day totals of the events           | EVENTS#<yyyy-mm-dd>        | <event>#<model/tool/...>        |
 | data quality of a day              | QUALITY#<yyyy-mm-dd>       | <aspect>#<value>                |
 | batches already applied            | LEDGER#<batch id>          | <chunk number>                  |
+| log events claimed by a delivery   | CLAIM#<stream>#<second>    | IDS                             |
 | users near their quota (monitor)   | QUOTA#<yyyy-mm-dd>         | NEAR                            |
 
 The user day and month items also carry `usage_period` (`DAY#<day>#<shard>` or `MONTH#<month>#<shard>`, the
@@ -221,6 +222,14 @@ def events_sk(*parts: str) -> str:
 
 def ledger_pk(batch_id: str) -> str:
     return f"LEDGER#{batch_id}"
+
+
+CLAIM_SK = "IDS"
+
+
+def claim_pk(stream: str, second: str) -> str:
+    """The claims of the log events of one log stream (a digest of its group and name) stamped in one second."""
+    return f"CLAIM#{stream}#{second}"
 
 
 @functools.lru_cache(maxsize=65536)

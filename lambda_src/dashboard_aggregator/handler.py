@@ -22,8 +22,14 @@ Exactly once. The ledger's invariants, each tested:
    is finite, not negative and under its metric's ceiling (common/log_records), and every event lies in
    the window the dashboards show: so no write can fail for one event's sake, and an event that breaks
    these rules is quarantined alone.
-Not covered: two different deliveries that overlap (some log events in both) count the shared events twice;
-CloudWatch Logs redelivers whole deliveries, and a per-event ledger would cost a write per log event.
+6. A log event belongs to the first delivery that claims it, so two different deliveries that share log
+   events (an overlap) count each shared one once. Before reading, a delivery claims its log events in claim
+   items, one per log stream and second of the events' timestamps (`#id = if_not_exists(#id, :delivery)`,
+   atomic per log event, 100 a request), and reads only those it owns; the others count as `duplicate` in
+   data quality. Claims are kept as long as the ledger, so a retry owns the same log events and makes the
+   same additions, and a concurrent overlap gives each log event one owner. A log event whose claim item is
+   full (400 KB: about 20,000 log events of one stream in one second) is quarantined with that reason.
+   A claim costs 20 bytes of item per log event; `make bench` measures the write units.
 
 Reading. A metrics delivery is read by `rollup_batch` from the dozen EMF fields the rollups need, with whole
 number sums and one cost per price and user; `reference_rollup_batch`, the lake's rows and decimal additions,
@@ -49,6 +55,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import gc
 import hashlib
 import heapq
@@ -74,6 +81,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from lambda_src.common import aws, dynamodb
 from lambda_src.common import rollups as keys
@@ -166,9 +174,11 @@ class Rollup:
     events: int = 0
 
     def add(self, key: Key, deltas: Mapping[str, Decimal | int], expires_at: int) -> None:
-        counters = self.counters[key]
+        counters = self.counters.get(key)
+        if counters is None:  # `rollup_batch`'s fast reading hands over plain dicts
+            counters = self.counters[key] = defaultdict(Decimal)
         for name, delta in deltas.items():
-            counters[name] += delta
+            counters[name] = counters.get(name, ZERO) + delta
         self.expires[key] = expires_at
 
 
@@ -199,6 +209,106 @@ def delivery_id(batch: Mapping[str, Any]) -> str:
     whenever it arrives: the log group and the set of its log events' ids."""
     ids = sorted({log_event_key(log_event) for log_event in batch["logEvents"]})
     return hashlib.sha256(json.dumps([batch["logGroup"], ids]).encode()).hexdigest()[:40]
+
+
+# Claims: which delivery a log event belongs to ----------------------------------------------------------------
+
+
+CLAIMS_PER_REQUEST = 100
+"""Log events claimed by one UpdateItem: an update expression holds at most 300 operators and functions and
+4 KB of text, and each claim is `#iN = if_not_exists(#iN, :d), ` (one function, at most 32 characters)."""
+LAST_CLAIM_SECOND = 10**13
+"""Seconds from this one (about the year 318,000) are not a time: log events stamped so late, or not with a
+whole number of milliseconds, have their claims in one item, `other`."""
+
+
+@dataclass(frozen=True)
+class ClaimPlan:
+    """The claims one delivery makes: per claim item (log stream and second), the attribute of each of its log
+    events, and the log events each attribute stands for (a log event can appear twice in a delivery)."""
+
+    items: dict[Key, dict[str, set[str]]]
+    owner: bytes
+
+
+def claim_name(identity: str) -> str:
+    """A log event's attribute in its claim item: a 72-bit digest of its identity in 12 characters, which no
+    other attribute's name has (20 bytes with its owner's 8)."""
+    digest = hashlib.sha256(identity.encode("utf-8", "surrogatepass")).digest()[:9]
+    return base64.urlsafe_b64encode(digest).decode()
+
+
+def claim_second(log_event: Any) -> str:
+    timestamp = log_event.get("timestamp") if isinstance(log_event, dict) else None
+    if type(timestamp) is int and 0 <= timestamp < LAST_CLAIM_SECOND * 1000:
+        return str(timestamp // 1000)
+    return "other"
+
+
+def claim_plan(batch: Mapping[str, Any], delivery: str) -> ClaimPlan:
+    """Pure: the claim items of a data message's log events, keyed by what every delivery of the same log event
+    computes alike (its log group and stream, the second of its timestamp and its identity)."""
+    stream = hashlib.sha256(json.dumps([batch["logGroup"], batch.get("logStream")], default=str).encode())
+    stream_part = stream.hexdigest()[:32]
+    items: dict[Key, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for log_event in batch["logEvents"]:
+        identity = log_event_key(log_event)
+        key = (keys.claim_pk(stream_part, claim_second(log_event)), keys.CLAIM_SK)
+        items[key][claim_name(identity)].add(identity)
+    return ClaimPlan(items, bytes.fromhex(delivery[:16]))
+
+
+@functools.lru_cache(maxsize=CLAIMS_PER_REQUEST)
+def claim_expression(count: int) -> str:
+    claims = ", ".join(f"#i{index} = if_not_exists(#i{index}, :d)" for index in range(count))
+    return f"SET {claims}, #x = :x"
+
+
+@dataclass
+class Claims:
+    """What a delivery's claims found: the log events another delivery claimed first, and those whose claim
+    item is full (DynamoDB's 400 KB), which cannot be recorded as delivered and so are not booked."""
+
+    taken: set[str] = field(default_factory=set)
+    unclaimable: set[str] = field(default_factory=set)
+    requests: int = 0
+
+    def owned(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        """The delivery with only the log events it owns (each as often as it was delivered)."""
+        excluded = self.taken | self.unclaimable
+        if not excluded:
+            return dict(batch)
+        return {**batch, "logEvents": [e for e in batch["logEvents"] if log_event_key(e) not in excluded]}
+
+
+def account_claims(
+    rollup: Rollup, batch: Mapping[str, Any], claims: Claims, settings: Settings, arrival_seconds: float
+) -> None:
+    """Pure: count the log events another delivery owns as duplicates, and quarantine those without a claim,
+    on the arrival day (as malformed, with the reason)."""
+    if not claims.taken and not claims.unclaimable:
+        return
+    periods = Periods(settings)
+    day = periods.day(arrival_seconds)
+    kind = settings.log_groups.get(batch["logGroup"]) or "unknown"
+    for log_event in batch["logEvents"]:
+        identity = log_event_key(log_event)
+        if identity in claims.taken:
+            aspect = keys.quality_sk("duplicate", kind)
+        elif identity in claims.unclaimable:
+            aspect = f"malformed#{kind}"
+            rollup.quarantined.append(
+                {"log_group": batch["logGroup"], "reason": UNCLAIMABLE_REASON, "log_event": log_event}
+            )
+        else:
+            continue
+        rollup.add((keys.quality_pk(day), aspect), {"log_events": ONE}, periods.day_expiry(day))
+
+
+UNCLAIMABLE_REASON = (
+    "its claim item (the log events of its log stream stamped in the same second) is at DynamoDB's 400 KB item "
+    "limit, so it cannot be recorded as delivered and is not counted"
+)
 
 
 def epoch_seconds(event_time: str) -> float:
@@ -1268,6 +1378,40 @@ class RollupStore:
             return now
         raise RuntimeError(f"the arrival of delivery {delivery} could not be read or stored")
 
+    def claim(self, plan: ClaimPlan) -> Claims:
+        """Claim each log event for this delivery unless another delivery has (one atomic `if_not_exists` per
+        log event, CLAIMS_PER_REQUEST a request); what the item holds afterwards says who owns each. Claims
+        are kept as long as the ledger, so every retry of the delivery finds the same owners."""
+        claims = Claims()
+        owner = {"B": plan.owner}
+        expires = number(int(self.clock()) + LEDGER_TTL_SECONDS)
+        for key, names in plan.items.items():
+            ordered = sorted(names)
+            for start in range(0, len(ordered), CLAIMS_PER_REQUEST):
+                part = ordered[start : start + CLAIMS_PER_REQUEST]
+                placeholders = {f"#i{index}": name for index, name in enumerate(part)}
+                try:
+                    found = self.client.update_item(
+                        TableName=self.table,
+                        Key=key_value(key),
+                        UpdateExpression=claim_expression(len(part)),
+                        ExpressionAttributeNames={**placeholders, "#x": keys.TTL_ATTRIBUTE},
+                        ExpressionAttributeValues={":d": owner, ":x": expires},
+                        ReturnValues="ALL_NEW",
+                    )["Attributes"]
+                except ClientError as error:
+                    if error.response.get("Error", {}).get("Code") != "ValidationException":
+                        raise
+                    log("ERROR", "claim item full", key=key[0], reason=str(error))
+                    claims.unclaimable.update(*(names[name] for name in part))
+                    continue
+                finally:
+                    claims.requests += 1
+                for name in part:
+                    if found.get(name) != owner:
+                        claims.taken.update(names[name])
+        return claims
+
     def apply(self, delivery: str, rollup: Rollup) -> dict[str, int]:
         chunks = plan_chunks(rollup)
         done = self.applied_chunks(delivery, len(chunks))
@@ -1524,7 +1668,9 @@ def aggregate(
         return {"status": "control message"}
     delivery = delivery_id(batch)
     arrival = store.arrival(delivery, clock())
-    rollup = rollup_batch(batch, settings, arrival)
+    claims = store.claim(claim_plan(batch, delivery))
+    rollup = rollup_batch(claims.owned(batch), settings, arrival)
+    account_claims(rollup, batch, claims, settings, arrival)
     result = store.apply(delivery, rollup)
     if rollup.quarantined:
         queue(queue_messages(rollup.quarantined))
@@ -1535,6 +1681,8 @@ def aggregate(
         "data_points": rollup.data_points,
         "events": rollup.events,
         "quarantined": len(rollup.quarantined),
+        "delivered_before": len(claims.taken),
+        "claim_requests": claims.requests,
         "items": len(rollup.counters),
         "users": len({user for user, _ in rollup.presence}),
         **result,

@@ -1,11 +1,17 @@
-"""DynamoDB in memory, for what the aggregator uses of it (items, transactions with their conditions, gets and
-puts), with a count of items written: the benchmark's table and the property tests' (moto is too slow for
-hundreds of generated cases)."""
+"""DynamoDB in memory, for what the aggregator uses of it (items, transactions with their conditions, gets,
+puts, and the claims' updates with their item size limit), with a count of items written and of the claims'
+write units: the benchmark's table and the property tests' (moto is too slow for hundreds of generated
+cases)."""
 
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
+
+from botocore.exceptions import ClientError
+
+ITEM_BYTES = 400 * 1024
 
 
 def copied(item: dict[str, Any]) -> dict[str, Any]:
@@ -32,6 +38,24 @@ VALUE_OF = {f"#{kind}{index}": f":{kind}{index}" for kind in "as" for index in r
 """The value placeholder of a name placeholder (#a0 -> :a0), for the common ones."""
 
 
+def item_bytes(item: dict[str, Any]) -> int:
+    """An item's size as DynamoDB counts it, for strings, binaries and numbers: names plus values (a number is
+    about one byte per two digits, plus one)."""
+    size = 0
+    for name, typed in item.items():
+        ((kind, content),) = typed.items()
+        size += len(name.encode())
+        if kind == "S":
+            size += len(content.encode("utf-8", "surrogatepass"))
+        elif kind == "B":
+            size += len(content)
+        elif kind == "N":
+            size += (len(content.lstrip("-0").replace(".", "")) + 1) // 2 + 1
+        else:
+            raise NotImplementedError(f"the size of a {kind} attribute")
+    return size
+
+
 class ConditionFailedError(Exception):
     def __init__(self, reasons: list[dict[str, str]]) -> None:
         super().__init__("cancelled")
@@ -39,7 +63,8 @@ class ConditionFailedError(Exception):
 
 
 class MemoryTable:
-    """What the aggregator needs of DynamoDB, in memory: items, transactions with their conditions, counts."""
+    """What the aggregator needs of DynamoDB, in memory: items, transactions with their conditions, claims,
+    counts."""
 
     class exceptions:  # noqa: N801 - mirrors botocore's client.exceptions
         TransactionCanceledException = ConditionFailedError
@@ -48,6 +73,29 @@ class MemoryTable:
     def __init__(self) -> None:
         self.items: dict[tuple[str, str], dict[str, Any]] = {}
         self.written = 0
+        """Items written by transactions and puts (the rollups and the ledger)."""
+        self.claim_write_units = 0
+        """Write units of the UpdateItem calls (the claims): the larger of the item's sizes before and after,
+        per KB begun, as DynamoDB charges a write outside a transaction."""
+
+    def update_item(self, **request: Any) -> dict[str, Any]:
+        """The claims' shape: `SET #iN = if_not_exists(#iN, :d), ..., #x = :x`, returning the whole item."""
+        key = (request["Key"]["pk"]["S"], request["Key"]["sk"]["S"])
+        before = self.items.get(key) or copied(request["Key"])
+        after = dict(before)
+        values = request["ExpressionAttributeValues"]
+        for placeholder, name in request["ExpressionAttributeNames"].items():
+            if placeholder == "#x":
+                after[name] = values[":x"]
+            elif name not in after:
+                after[name] = values[":d"]
+        size = item_bytes(after)
+        if size > ITEM_BYTES:
+            error = {"Code": "ValidationException", "Message": "Item size has exceeded the maximum allowed size"}
+            raise ClientError({"Error": error}, "UpdateItem")
+        self.items[key] = after
+        self.claim_write_units += math.ceil(max(item_bytes(before), size) / 1024)
+        return {"Attributes": after}
 
     def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:  # noqa: N803 - boto3's name
         ((table, request),) = RequestItems.items()

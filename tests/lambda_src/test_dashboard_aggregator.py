@@ -8,15 +8,21 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import boto3
 import pytest
 
+from components.dashboard import aggregator_statements
+from lambda_src.common import aws
 from lambda_src.common import rollups as keys
 from lambda_src.common.pricing import ModelPrice, PriceTable
-from lambda_src.dashboard_aggregator.handler import RollupStore, aggregate
+from lambda_src.dashboard_aggregator.handler import LEDGER_TTL_SECONDS, RollupStore, aggregate, handler
 from tests.clock import Clock
+from tests.lambda_src.conftest import REGION
+from tests.lambda_src.iam_grants import allowed, granted_actions, recording
 from tests.lambda_src.rollup_table import SONNET, SONNET_VERSION, Deployed, FailingSecondTransaction, usage
 from tests.telemetry import (
     EVENTS_LOG_GROUP,
@@ -100,8 +106,8 @@ def test_every_item_expires_after_its_period_plus_the_ttl(deployed: Deployed) ->
     day_end = int(datetime(2026, 11, 24, tzinfo=UTC).timestamp()) + 90 * 86400
     month_end = int(datetime(2026, 12, 1, tzinfo=UTC).timestamp()) + 90 * 86400
     for (pk, sk), item in deployed.items().items():
-        if pk.startswith("LEDGER#"):
-            assert item["expires_at"] > deployed.clock()
+        if pk.startswith(("LEDGER#", "CLAIM#")):  # kept as long as a delivery can be retried
+            assert item["expires_at"] == int(deployed.clock()) + LEDGER_TTL_SECONDS, (pk, sk)
         elif sk.startswith("MONTH#") or (pk.startswith(("DAY#", "TOP#2026-11")) and len(pk) == len("TOP#2026-11")):
             assert item["expires_at"] == month_end, (pk, sk)
         else:
@@ -338,3 +344,32 @@ def test_a_stack_price_re_prices_tokens_and_the_client_cost_stays_beside(
     assert (ada["cost_usd"], ada["client_cost_usd"]) == (4, 6)
     assert "unpriced_tokens" not in ada
     assert contract.item("DAY#2026-11", f"{DAY}#claude-opus-5*")["cost_usd"] == 4
+
+
+def test_every_aws_call_the_handler_makes_is_an_action_its_role_is_granted(
+    deployed: Deployed, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moto does not enforce IAM, so every call of every client the deployed handler makes is recorded, over a
+    delivery with a malformed log event (queued), one that overlaps it (claims found taken) and a retry."""
+    called: set[str] = set()
+
+    def make(service: str, **options: Any) -> Any:
+        return boto3.client(service, region_name=REGION, endpoint_url=moto_endpoint, **options)
+
+    monkeypatch.setattr(aws, "boto3", SimpleNamespace(client=recording(make, called)))
+    environment = {
+        "TABLE_NAME": deployed.table,
+        "METRICS_LOG_GROUP": METRICS_LOG_GROUP,
+        "EVENTS_LOG_GROUP": EVENTS_LOG_GROUP,
+        "FAILED_QUEUE_URL": deployed.queue_url,
+    }
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    events = [log_event(NOON, "{not json"), *usage(NOON, ADA)]
+    deployed.clock.set(NOON + timedelta(minutes=1))
+    for batch in (events, events[4:], events):
+        handler(subscription_event(logs_batch(METRICS_LOG_GROUP, batch)), None, deployed.clock)
+
+    granted = granted_actions(aggregator_statements("arn:rollups", "arn:queue"))
+    assert {"dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:BatchGetItem", "sqs:SendMessage"} <= called
+    assert sorted(action for action in called if not allowed(action, granted)) == []

@@ -272,7 +272,8 @@ HOSTILE = [
 
 @st.composite
 def deliveries(draw: st.DrawFn) -> tuple[list[list[dict[str, Any]]], dict[str, int], int]:
-    """Valid token points and hostile events, cut into deliveries at random, some delivered again."""
+    """Valid token points and hostile events, cut into deliveries at random, some delivered again, and random
+    stretches of them delivered once more in deliveries that overlap the others, in any order."""
     good = [
         emf_event(
             NOON + timedelta(minutes=draw(st.integers(0, 50))),
@@ -288,18 +289,21 @@ def deliveries(draw: st.DrawFn) -> tuple[list[list[dict[str, Any]]], dict[str, i
     cuts = sorted(draw(st.lists(st.integers(0, len(events)), max_size=4)))
     pieces = [events[a:b] for a, b in zip([0, *cuts], [*cuts, len(events)], strict=True) if events[a:b]]
     repeats = draw(st.lists(st.sampled_from(pieces), max_size=3)) if pieces else []
+    bounds = st.integers(0, len(events))
+    overlaps = [events[min(a, b) : max(a, b)] for a, b in draw(st.lists(st.tuples(bounds, bounds), max_size=3))]
+    order = draw(st.permutations([*pieces, *repeats, *(overlap for overlap in overlaps if overlap)]))
     expected: dict[str, int] = {}
     for event in good:
         document = json.loads(event["message"])
         expected[document["user.email"]] = expected.get(document["user.email"], 0) + int(
             document["claude_code.token.usage"]
         )
-    return [*pieces, *repeats], expected, len(hostile)
+    return order, expected, len(hostile)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(deliveries())
-def test_totals_equal_the_valid_input_once_whatever_the_cuts_and_repeats(
+def test_totals_equal_the_valid_input_once_whatever_the_cuts_repeats_and_overlaps(
     case: tuple[list[list[dict[str, Any]]], dict[str, int], int],
 ) -> None:
     pieces, expected, hostile = case

@@ -3,7 +3,6 @@ alerts claimed in the quota table."""
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import threading
 import uuid
@@ -44,6 +43,7 @@ from lambda_src.common.quota_policies import (
 from lambda_src.quota_monitor import handler as monitor
 from lambda_src.quota_monitor.handler import AlertLedger, Claim, Report, Settings, UsageReader, run
 from tests.clock import Clock
+from tests.lambda_src.iam_grants import allowed, granted_actions, recording
 from tests.lambda_src.rollup_table import SONNET, Deployed, create_quota_table, usage
 from tests.telemetry import METRICS_LOG_GROUP, Developer, emf_event, logs_batch
 
@@ -562,21 +562,6 @@ def test_the_run_log_line_carries_its_metrics_in_embedded_metric_format(
     assert line["FunctionName"] == "ccm-dev-quota-monitor" and line["AlertsSent"] == 1
 
 
-def granted_actions(statements: Iterable[dict[str, Any]]) -> set[str]:
-    """The actions the statements allow, as written: a string or a list, wildcards such as `dynamodb:*` kept."""
-    actions: set[str] = set()
-    for statement in statements:
-        if statement["Effect"] == "Allow":
-            action = statement["Action"]
-            actions.update([action] if isinstance(action, str) else action)
-    return actions
-
-
-def allowed(action: str, granted: Iterable[str]) -> bool:
-    """IAM matches action names case-insensitively, with `*` and `?` wildcards."""
-    return any(fnmatch.fnmatchcase(action.lower(), pattern.lower()) for pattern in granted)
-
-
 def test_every_aws_call_the_handler_makes_is_an_action_its_role_is_granted(
     deployed: Deployed, aws_client: Callable[[str], Any], moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -595,18 +580,8 @@ def test_every_aws_call_the_handler_makes_is_an_action_its_role_is_granted(
     wired = Wired(quota, moto_endpoint, monkeypatch)
     refuse_once(wired, "bob@example.com", refused("Throttled", status=429))
     called: set[str] = set()
-    lock = threading.Lock()
-
-    def record(model: Any, **_: Any) -> None:
-        with lock:  # the handler publishes from several threads
-            called.add(f"{model.service_model.signing_name}:{model.name}")
-
-    def recording_client(service: str, **options: Any) -> Any:
-        made = wired.client(service, **options)
-        made.meta.events.register("before-call.*.*", record)
-        return made
-
-    monkeypatch.setattr(aws, "boto3", SimpleNamespace(client=recording_client))  # every client the handler makes
+    # every client the handler makes, from all its threads
+    monkeypatch.setattr(aws, "boto3", SimpleNamespace(client=recording(wired.client, called)))
 
     with pytest.raises(RuntimeError, match="1 quota alerts not sent"):  # SNS refused Bob's: his claim is released
         wired.invoke(NOW)

@@ -141,12 +141,16 @@ def test_the_aggregator_and_the_lake_are_priced_from_the_benchmarks_measures() -
         "aggregator_calls_per_event": 0.01,
         "rollup_items_per_active_hour": 10,
         "lake_bytes_per_log_event": 50,
+        "claim_write_units_per_log_event": 0.05,
+        "claim_requests_per_log_event": 0.01,
     }
     cost = price_plan(plan, Usage(**{**SIMPLE.__dict__, **measures}), series={100: 10}, fleets=[100])
     lines = {line.item: line.quantity for line in cost.by_fleet[100]}
-    # 600,000 log events and 100,000 items: 600 s of our code and 10 s of the SDK on one core; at 512 MB the function
-    # has 512/1,769 of a vCPU, so 610 s × 1,769/512 of 0.5 GB.
-    assert lines["Aggregator compute"] == pytest.approx(610 * 1769 / 512 * 0.5)
+    # 600,000 log events, 100,000 rollup items and 6,000 claim requests: 600 s of our code and 10.6 s of the SDK on
+    # one core; at 512 MB the function has 512/1,769 of a vCPU, so 610.6 s × 1,769/512 of 0.5 GB.
+    assert lines["Aggregator compute"] == pytest.approx(610.6 * 1769 / 512 * 0.5)
+    # every log event claimed, at 0.05 write units each
+    assert lines["Claim writes (a write unit per KB of claim item)"] == pytest.approx(30_000)
     # 6,000 calls of 10 ms, waited at 0.5 GB whatever the share of the vCPU
     assert lines["Aggregator waiting on DynamoDB (assumed 10 ms a call)"] == pytest.approx(30)
     # 600,000 × 50 bytes = 0.03 GB a month, kept 1,096 days
