@@ -21,6 +21,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import botocore.session
+
 from components.collector_config import UNATTRIBUTED, emf_dimension_sets
 from lambda_src.common.telemetry import METRICS_BY_NAME, ORGANISATION_ATTRIBUTES
 
@@ -157,3 +159,9 @@ def cloudwatch_log_events(request: Mapping[str, Any], *, environment: str | None
 def with_ids(events: list[dict[str, Any]], start: int = 1) -> list[dict[str, Any]]:
     """CloudWatch Logs gives each event an id (56 digits) when it is stored."""
     return [{"id": f"{start + index:056d}", **event} for index, event in enumerate(events)]
+
+
+def cloudwatch_standard_units() -> set[str]:
+    """The `StandardUnit` enum of the CloudWatch API model that botocore ships: the units EMF accepts."""
+    model = botocore.session.get_session().get_service_model("cloudwatch")
+    return set(model.shape_for("StandardUnit").enum)

@@ -38,9 +38,11 @@ from urllib.parse import urlsplit
 import jwt
 from jwt.exceptions import InvalidTokenError
 
+from policies.https_endpoints import LISTENER_TYPES
 from tests.loopback import LoopbackServer, StateServer
 
 ALGORITHM = "RS256"
+HTTPS_PORT = 443
 CLAIM_FORMATS = ("single-string", "string-array", "space-separated-values")
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade"}
 FORWARDED_PROTO = "https"
@@ -88,6 +90,17 @@ class JwtValidation:
             assert claim.format in CLAIM_FORMATS, claim
             assert claim.name not in ("exp", "iss", "nbf", "iat"), f"the ALB validates {claim.name} itself"
         return cls(str(config["issuer"]), str(config["jwksEndpoint"]), claims)
+
+    @classmethod
+    def of_plan(cls, plan: Mapping[str, Any]) -> JwtValidation:
+        """The `jwt-validation` action of the stack's HTTPS listener, from a preview's plan."""
+        (https,) = [
+            resource
+            for resource in plan["resources"]
+            if resource["type"] in LISTENER_TYPES and resource["inputs"].get("port") == HTTPS_PORT
+        ]
+        (action,) = [action for action in https["inputs"]["defaultActions"] if action["type"] == "jwt-validation"]
+        return cls.from_listener_action(action)
 
 
 class RefusedError(Exception):

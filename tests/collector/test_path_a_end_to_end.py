@@ -53,14 +53,8 @@ from lambda_src.common.telemetry import PER_USER_ATTRIBUTES
 from offline.preview import PROJECT_ROOT, PreviewResult
 from tests.clock import Clock
 from tests.collector.alb_jwt_proxy import AlbJwtProxy, Handled, JwtValidation
-from tests.collector.test_validate import (
-    RunningCollector,
-    logs_request,
-    metrics_request,
-    running_collector,
-)
-from tests.components.test_collector_config import cloudwatch_standard_units
-from tests.exporters import cloudwatch_log_events, emf_log_events, with_ids
+from tests.collector.running import Task, logs_request, metrics_request, running_collector
+from tests.exporters import cloudwatch_log_events, cloudwatch_standard_units, emf_log_events, with_ids
 from tests.harness import claude_client as cc
 from tests.harness.fake_anthropic import Text, Tools, ToolUse, Turn
 from tests.harness.live_pipeline import RenderedSessionSpec, collector_config, managed_settings, plan_of
@@ -76,7 +70,6 @@ aws_client = lambda_fixtures.aws_client
 rollups = lambda_fixtures.deployed
 
 STACK_FILE = PROJECT_ROOT / "Pulumi.prod.yaml"
-LISTENER = "aws:lb/listener:Listener"
 TEMPORALITY = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"
 DELTA = "AGGREGATION_TEMPORALITY_DELTA"
 CUMULATIVE = "AGGREGATION_TEMPORALITY_CUMULATIVE"
@@ -202,9 +195,7 @@ class ProdStack:
 def prod(prod_preview: PreviewResult) -> ProdStack:
     plan = plan_of(prod_preview)
     settings = managed_settings(plan, plan["outputs"]["managedSettingsParameter"])
-    (https,) = [r for r in plan["resources"] if r["type"] == LISTENER and r["inputs"].get("port") == 443]
-    (action,) = [a for a in https["inputs"]["defaultActions"] if a["type"] == "jwt-validation"]
-    return ProdStack(settings, collector_config(prod_preview), JwtValidation.from_listener_action(action))
+    return ProdStack(settings, collector_config(prod_preview), JwtValidation.of_plan(plan))
 
 
 @pytest.fixture(scope="module")
@@ -256,45 +247,6 @@ def run(spec: ProxiedSessionSpec) -> cc.SessionResult:
     assert result.returncode == 0, result.stderr[-2000:]
     assert "otelHeadersHelper failed" not in result.stderr
     return result
-
-
-def requests_in(path: Path) -> list[dict[str, Any]]:
-    """The file exporter's output: one OTLP JSON export request per line."""
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-@dataclass(frozen=True)
-class Task:
-    """One collector task's output."""
-
-    collector: RunningCollector
-
-    @property
-    def metrics(self) -> list[dict[str, Any]]:
-        return requests_in(self.collector.metrics_file)
-
-    @property
-    def logs(self) -> list[dict[str, Any]]:
-        return requests_in(self.collector.events_file)
-
-    @property
-    def points(self) -> list[Point]:
-        return metric_points(self.metrics)
-
-    @property
-    def records(self) -> list[Record]:
-        return log_records(self.logs)
-
-    def texts(self) -> dict[str, str]:
-        """Everything the task wrote: its metrics and events output and its own log (`collector.log`)."""
-        files = (
-            self.collector.metrics_file,
-            self.collector.events_file,
-            self.collector.metrics_file.parent / "collector.log",
-        )
-        return {path.name: path.read_text() for path in files if path.exists()}
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from components.collector_config import (
     DIMENSION_SETS,
     IDENTITY_ATTRIBUTES,
     REMOVED_CLIENT_IDENTITY,
-    CollectorPipelineSettings,
     IdentityClaimNames,
     collector_config_yaml,
     emf_dimension_sets,
@@ -23,19 +22,8 @@ from components.collector_config import (
     render_collector_config,
 )
 from lambda_src.common.telemetry import ORGANISATION_ATTRIBUTES, PER_USER_ATTRIBUTES
-
-
-def settings_for(mode: str = "jwt", **overrides: Any) -> CollectorPipelineSettings:
-    values: dict[str, Any] = {
-        "region": "eu-west-1",
-        "environment": "prod",
-        "metrics_namespace": "ClaudeCode",
-        "metrics_log_group": "/ccm-prod-collector/metrics",
-        "events_log_group": "/ccm-prod-collector/events",
-        "identity_mode": mode,
-        **overrides,
-    }
-    return CollectorPipelineSettings(**values)
+from tests.components.collector_settings import settings_for
+from tests.exporters import cloudwatch_standard_units
 
 
 @pytest.fixture(params=["jwt", "none"])
@@ -206,14 +194,6 @@ def fleet_points(users: int) -> list[tuple[str, dict[str, str]]]:
 
 def test_series_do_not_grow_with_users() -> None:
     assert len(exported_series(EMF, fleet_points(50))) == len(exported_series(EMF, fleet_points(500)))
-
-
-def cloudwatch_standard_units() -> set[str]:
-    """The `StandardUnit` enum of the CloudWatch API model that botocore ships: the units EMF accepts."""
-    import botocore.session
-
-    model = botocore.session.get_session().get_service_model("cloudwatch")
-    return set(model.shape_for("StandardUnit").enum)
 
 
 def test_every_metric_reaches_emf_with_a_cloudwatch_unit() -> None:

@@ -55,8 +55,7 @@ from lambda_src.common.pricing import DEFAULT_PRICE_TABLE, model_version
 from offline.preview import PROJECT_ROOT, PreviewResult
 from tests.clock import DEFAULT_START, Clock
 from tests.collector import conftest as collector_fixtures
-from tests.collector.test_path_a_end_to_end import Task
-from tests.collector.test_validate import post, running_collector
+from tests.collector.running import Task, post, running_collector
 from tests.exporters import with_ids
 from tests.harness import claude_client as cc
 from tests.harness.fake_anthropic import ApiError, Text, Tools, ToolUse

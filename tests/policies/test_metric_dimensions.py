@@ -10,7 +10,7 @@ import yaml
 
 from components.collector_config import collector_config_yaml
 from policies.metric_dimensions import promql_label_names
-from tests.components.test_collector_config import settings_for
+from tests.components.collector_settings import settings_for
 from tests.policies.engine_shape import UNKNOWN, resource, secret, urn, violations_of
 
 TASK = "aws:ecs/taskDefinition:TaskDefinition"

@@ -15,7 +15,6 @@ the guides in docs/identity-providers.md give configuration the stack and the sc
 from __future__ import annotations
 
 import ast
-import base64
 import json
 import os
 import py_compile
@@ -29,21 +28,24 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
 
-import jwt
 import pytest
 import yaml
 
-from components.collector_config import CollectorPipelineSettings, IdentityClaimNames, render_collector_config
+from components.collector_config import IDENTITY_ATTRIBUTES, IdentityClaimNames
 from infra.config import IdentityConfig
-from offline.preview import PROJECT_ROOT
+from offline.preview import PROJECT_ROOT, PreviewResult
 from tests.clock import Clock
+from tests.collector import conftest as collector_fixtures
+from tests.collector.alb_jwt_proxy import JwtValidation, verify
+from tests.collector.running import exported, metrics_request, post, running_collector
 from tests.harness import claude_client as cc
 from tests.harness.fake_anthropic import Text
+from tests.harness.live_pipeline import collector_config, plan_of
 from tests.scripts.fake_oidc import ALICE, DeviceScript, FakeOidcProvider
 
 SCRIPT = PROJECT_ROOT / "scripts" / "claude-otel-token"
@@ -161,6 +163,16 @@ def provider(clock: Clock) -> Iterator[FakeOidcProvider]:
         yield fake
 
 
+collector_binary = collector_fixtures.collector_binary
+
+
+@pytest.fixture(scope="module")
+def prod_ingest(prod_preview: PreviewResult, collector_binary: Path) -> ProdIngest:
+    """Path A's ingest as the prod stack declares it: its HTTPS listener's token check and its collector."""
+    plan = plan_of(prod_preview)
+    return ProdIngest(JwtValidation.of_plan(plan), collector_binary, collector_config(prod_preview))
+
+
 @pytest.fixture
 def laptop(tmp_path: Path, provider: FakeOidcProvider) -> Laptop:
     return Laptop(tmp_path / "home", provider)
@@ -185,52 +197,36 @@ def header_token(result: subprocess.CompletedProcess[str]) -> str:
     return token
 
 
-def verify_like_the_load_balancer(token: str, provider: FakeOidcProvider, audience: str, now: float) -> dict[str, Any]:
-    """The ALB `jwt-validation` checks: RS256 signature by a key of the JWKS endpoint, `iss`, `exp`, `aud`."""
-    discovery = f"{provider.issuer}/.well-known/openid-configuration"
-    with urllib.request.urlopen(discovery, timeout=5) as response:  # noqa: S310 - loopback
-        jwks_uri = json.load(response)["jwks_uri"]
-    with urllib.request.urlopen(jwks_uri, timeout=5) as response:  # noqa: S310 - loopback
-        jwks = json.load(response)
-    header = jwt.get_unverified_header(token)
-    assert header["alg"] == "RS256"
-    key = next(key for key in jwks["keys"] if key["kid"] == header["kid"])
-    claims: dict[str, Any] = jwt.decode(
-        token,
-        jwt.PyJWK(key).key,
-        algorithms=["RS256"],
-        issuer=provider.issuer,
-        audience=audience,
-        options={"verify_exp": False, "verify_iat": False, "verify_nbf": False, "require": ["exp", "iss", "aud"]},
-    )
-    assert claims["iat"] <= now < claims["exp"], "expired or not yet valid at the clock's time"
-    return claims
+@dataclass(frozen=True)
+class ProdIngest:
+    """The prod stack's token check (`alb_jwt_proxy.verify`, the model of the ALB's `jwt-validation` action used
+    end to end on Path A) and the real collector on the configuration the stack deploys."""
 
+    load_balancer: JwtValidation
+    collector: Path
+    config: dict[str, Any]
 
-def collector_identity(authorization: str) -> dict[str, str]:
-    """Identity attributes as the collector's rendered `transform/identity` statements take them from the token."""
-    config = render_collector_config(
-        CollectorPipelineSettings(
-            region="eu-west-1",
-            environment="prod",
-            metrics_namespace="ClaudeCode",
-            metrics_log_group="/ccm/metrics",
-            events_log_group="/ccm/events",
-            identity_mode="jwt",
-            claims=PROD_CLAIMS,
-        )
-    )
-    statements: list[str] = config["processors"]["transform/identity"]["metric_statements"][0]["statements"]
-    pattern = next(re.search(r'ExtractPatterns\([^,]+, "(.+?)"\)', s) for s in statements if "ExtractPatterns" in s)
-    assert pattern is not None
-    match = re.search(pattern.group(1), authorization)
-    assert match, "the collector's pattern does not find the token's payload in the header"
-    payload = match.group("payload")
-    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    mapping = re.compile(r'set\(resource\.attributes\["([^"]+)"\], resource\.cache\["claims"\]\["([^"]+)"\]\)')
-    rules = [m.groups() for m in map(mapping.search, statements) if m]
-    assert {attribute for attribute, _ in rules} == {"user.email", "user.id", "department", "team.id", "cost_center"}
-    return {attribute: claims[claim] for attribute, claim in rules if claim in claims}
+    def verify(self, token: str, provider: FakeOidcProvider, audience: str, now: float) -> dict[str, Any]:
+        """The token's claims as the listener checks it, with the fake provider as issuer and JWKS, and
+        `audience` as the `aud` value the stack would be configured with."""
+        discovery = f"{provider.issuer}/.well-known/openid-configuration"
+        with urllib.request.urlopen(discovery, timeout=5) as response:  # noqa: S310 - loopback
+            jwks_uri = json.load(response)["jwks_uri"]
+        with urllib.request.urlopen(jwks_uri, timeout=5) as response:  # noqa: S310 - loopback
+            jwks = json.load(response)
+        stack = self.load_balancer
+        claims = tuple(replace(c, values=(audience,)) if c.name == "aud" else c for c in stack.additional_claims)
+        assert [claim.name for claim in claims] == ["aud"], "the stack checks the audience, and only that"
+        validation = replace(stack, issuer=provider.issuer, jwks_endpoint=jwks_uri, additional_claims=claims)
+        return verify(f"Bearer {token}", validation, jwks, now)
+
+    def identity(self, authorization: str, out: Path) -> dict[str, str]:
+        """Identity attributes as the collector takes them from the header: a metrics export sent with it,
+        whose resource claims to be someone else (`FORGED`)."""
+        with running_collector(self.collector, self.config, out) as running:
+            post(f"{running.otlp_http}/v1/metrics", metrics_request(), {"Authorization": authorization})
+        resource, _ = exported(running.metrics_file, "metrics")
+        return {attribute: resource[attribute] for attribute in IDENTITY_ATTRIBUTES}
 
 
 def assert_no_secret_on_stderr(provider: FakeOidcProvider, *results: subprocess.CompletedProcess[str]) -> None:
@@ -252,7 +248,11 @@ def assert_failed(result: subprocess.CompletedProcess[str], status: int, *phrase
 
 
 def test_device_login_then_the_helper_prints_a_token_the_load_balancer_and_collector_accept(
-    laptop: Laptop, provider: FakeOidcProvider, clock: Clock
+    laptop: Laptop,
+    provider: FakeOidcProvider,
+    clock: Clock,
+    prod_ingest: ProdIngest,
+    tmp_path: Path,
 ) -> None:
     provider.device_script = DeviceScript()
     running = laptop.start("login")
@@ -267,9 +267,9 @@ def test_device_login_then_the_helper_prints_a_token_the_load_balancer_and_colle
 
     helper = laptop.run()
     token = header_token(helper)
-    claims = verify_like_the_load_balancer(token, provider, AUDIENCE, clock())
+    claims = prod_ingest.verify(token, provider, AUDIENCE, clock())
     assert claims["sub"] == ALICE["sub"]
-    assert collector_identity(f"Bearer {token}") == {
+    assert prod_ingest.identity(f"Bearer {token}", tmp_path) == {
         "user.email": "alice@example.com",
         "user.id": ALICE["sub"],
         "department": "research",
@@ -297,7 +297,7 @@ def test_a_second_run_uses_the_cache_without_contacting_the_provider(
 
 
 def test_an_expiring_token_is_refreshed_without_asking_the_user(
-    laptop: Laptop, provider: FakeOidcProvider, clock: Clock
+    laptop: Laptop, provider: FakeOidcProvider, clock: Clock, prod_ingest: ProdIngest
 ) -> None:
     provider.token_lifetime = 120  # less than the default refresh skew of 300 s: every run finds it due
     provider.device_script = DeviceScript(auto_approve_after=0)
@@ -311,7 +311,7 @@ def test_an_expiring_token_is_refreshed_without_asking_the_user(
     assert token != old
     assert provider.count("token:refresh_token") == 1
     assert provider.count("device_authorization") == 1  # the user was not asked again
-    verify_like_the_load_balancer(token, provider, AUDIENCE, clock())
+    prod_ingest.verify(token, provider, AUDIENCE, clock())
     cached = json.loads(laptop.cache_file.read_text())
     assert cached["refresh_token"] == provider.issued_tokens[-1]  # the rotated refresh token replaced the old
     assert stat.S_IMODE(laptop.cache_file.stat().st_mode) == 0o600
@@ -399,7 +399,11 @@ def test_a_revoked_refresh_token_fails_with_the_login_hint(laptop: Laptop, provi
 
 
 def test_the_real_claude_code_client_sends_the_header_and_reports_the_helpers_failure(
-    laptop: Laptop, provider: FakeOidcProvider, clock: Clock
+    laptop: Laptop,
+    provider: FakeOidcProvider,
+    clock: Clock,
+    prod_ingest: ProdIngest,
+    tmp_path: Path,
 ) -> None:
     """Claude Code 2.1.328 (`make client`) with the script as its otelHeadersHelper and the CLAUDE_OTEL_* keys in
     its settings' `env` block, as the managed settings give them: every export carries the header; signed out,
@@ -423,8 +427,9 @@ def test_the_real_claude_code_client_sends_the_header_and_reports_the_helpers_fa
     assert len(authorizations) == 1
     authorization = authorizations.pop()
     assert authorization is not None and authorization.startswith("Bearer ")
-    verify_like_the_load_balancer(authorization.removeprefix("Bearer "), provider, AUDIENCE, clock())
-    assert collector_identity(authorization)["user.email"] == "alice@example.com"
+    prod_ingest.verify(authorization.removeprefix("Bearer "), provider, AUDIENCE, clock())
+    identity = prod_ingest.identity(authorization, tmp_path)
+    assert identity["user.email"] == "alice@example.com"
 
     assert laptop.run("logout").returncode == 0
     signed_out = cc.run_session(replace(spec, expect_exports=False))
@@ -440,7 +445,7 @@ def test_the_real_claude_code_client_sends_the_header_and_reports_the_helpers_fa
 
 
 def test_browser_login_with_pkce_and_the_id_token_for_providers_without_device_flow(
-    tmp_path: Path, clock: Clock
+    tmp_path: Path, clock: Clock, prod_ingest: ProdIngest
 ) -> None:
     """Amazon Cognito's shape: no device endpoint, authorization code + PKCE, the ID token (aud = client id)."""
     with FakeOidcProvider(clock, client_id=CLIENT_ID, audience=AUDIENCE, device_endpoint=False) as provider:
@@ -464,7 +469,7 @@ def test_browser_login_with_pkce_and_the_id_token_for_providers_without_device_f
         helper = laptop.run(**env)
 
         token = header_token(helper)
-        claims = verify_like_the_load_balancer(token, provider, CLIENT_ID, clock())
+        claims = prod_ingest.verify(token, provider, CLIENT_ID, clock())
         assert claims["email"] == "alice@example.com"
         assert_no_secret_on_stderr(provider, login, helper)
 
