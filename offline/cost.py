@@ -108,7 +108,8 @@ USAGE_SOURCES: dict[str, str] = {
     "aggregator_calls_per_event": "benchmarks/dashboard.py: DynamoDB calls per log event (each waited on for "
     "DYNAMODB_CALL_SECONDS, assumed)",
     "claim_write_units_per_log_event": "benchmarks/dashboard.py: write units of the aggregator's claims (which "
-    "delivery owns a log event), per log event; the benchmark delivers each minute in user order, an upper bound",
+    "delivery owns a log event), per log event, at 10,000 developers; it grows with the log events per stream and "
+    "second (docs/dashboard.md)",
     "claim_requests_per_log_event": "benchmarks/dashboard.py: the claims' UpdateItem calls per log event",
     "deliveries_per_active_hour": "benchmarks/dashboard.py: deliveries in the 10,000-user hour, per user",
     "transform_events_per_second": "benchmarks/analytics_transform.py: log events per CPU second",

@@ -28,8 +28,12 @@ Exactly once. The ledger's invariants, each tested:
    atomic per log event, 100 a request), and reads only those it owns; the others count as `duplicate` in
    data quality. Claims are kept as long as the ledger, so a retry owns the same log events and makes the
    same additions, and a concurrent overlap gives each log event one owner. A log event whose claim item is
-   full (400 KB: about 20,000 log events of one stream in one second) is quarantined with that reason.
-   A claim costs 20 bytes of item per log event; `make bench` measures the write units.
+   full (400 KB: about 20,000 log events of one stream in one second) is quarantined with that reason, and
+   so by every delivery of it (a claim takes the same 20 bytes for every log event, and an item only grows).
+   A delivery that fails for good owns the log events it claimed: they are counted when it is redriven
+   from the failed-event queue within those 3 days. `make bench` measures the claims' write units; each
+   request is charged the whole item's size, so their cost per log event grows with the log events a
+   stream carries per second.
 
 Reading. A metrics delivery is read by `rollup_batch` from the dozen EMF fields the rollups need, with whole
 number sums and one cost per price and user; `reference_rollup_batch`, the lake's rows and decimal additions,
@@ -303,6 +307,13 @@ def account_claims(
         else:
             continue
         rollup.add((keys.quality_pk(day), aspect), {"log_events": ONE}, periods.day_expiry(day))
+
+
+def item_too_large(error: ClientError) -> bool:
+    """DynamoDB's refusal of an update that would take the item past 400 KB ("Item size to update has exceeded
+    the maximum allowed size"); any other ValidationException is a bug, not a full item."""
+    details = error.response.get("Error", {})
+    return details.get("Code") == "ValidationException" and "Item size" in str(details.get("Message", ""))
 
 
 UNCLAIMABLE_REASON = (
@@ -1381,7 +1392,9 @@ class RollupStore:
     def claim(self, plan: ClaimPlan) -> Claims:
         """Claim each log event for this delivery unless another delivery has (one atomic `if_not_exists` per
         log event, CLAIMS_PER_REQUEST a request); what the item holds afterwards says who owns each. Claims
-        are kept as long as the ledger, so every retry of the delivery finds the same owners."""
+        are kept as long as the ledger, so every retry of the delivery finds the same owners. A request the
+        item has no room for is made again one log event at a time: every claim takes the same 20 bytes, so
+        the log events that do not fit then will never fit, for any delivery."""
         claims = Claims()
         owner = {"B": plan.owner}
         expires = number(int(self.clock()) + LEDGER_TTL_SECONDS)
@@ -1389,28 +1402,41 @@ class RollupStore:
             ordered = sorted(names)
             for start in range(0, len(ordered), CLAIMS_PER_REQUEST):
                 part = ordered[start : start + CLAIMS_PER_REQUEST]
-                placeholders = {f"#i{index}": name for index, name in enumerate(part)}
-                try:
-                    found = self.client.update_item(
-                        TableName=self.table,
-                        Key=key_value(key),
-                        UpdateExpression=claim_expression(len(part)),
-                        ExpressionAttributeNames={**placeholders, "#x": keys.TTL_ATTRIBUTE},
-                        ExpressionAttributeValues={":d": owner, ":x": expires},
-                        ReturnValues="ALL_NEW",
-                    )["Attributes"]
-                except ClientError as error:
-                    if error.response.get("Error", {}).get("Code") != "ValidationException":
-                        raise
-                    log("ERROR", "claim item full", key=key[0], reason=str(error))
-                    claims.unclaimable.update(*(names[name] for name in part))
-                    continue
-                finally:
-                    claims.requests += 1
-                for name in part:
-                    if found.get(name) != owner:
+                found = self._claim(key, part, owner, expires, claims)
+                if found is None and len(part) > 1:
+                    answers = {name: self._claim(key, [name], owner, expires, claims) for name in part}
+                else:
+                    answers = dict.fromkeys(part, found)
+                for name, item in answers.items():
+                    if item is None:
+                        claims.unclaimable.update(names[name])
+                    elif item.get(name) != owner:
                         claims.taken.update(names[name])
         return claims
+
+    def _claim(
+        self, key: Key, names: list[str], owner: Mapping[str, Any], expires: Mapping[str, str], claims: Claims
+    ) -> dict[str, Any] | None:
+        """The claim item after claiming `names`, or None when the item has no room for them."""
+        claims.requests += 1
+        try:
+            found: dict[str, Any] = self.client.update_item(
+                TableName=self.table,
+                Key=key_value(key),
+                UpdateExpression=claim_expression(len(names)),
+                ExpressionAttributeNames={
+                    **{f"#i{index}": name for index, name in enumerate(names)},
+                    "#x": keys.TTL_ATTRIBUTE,
+                },
+                ExpressionAttributeValues={":d": owner, ":x": expires},
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except ClientError as error:
+            if not item_too_large(error):
+                raise
+            log("ERROR", "claim item full", key=key[0], claims=len(names), reason=str(error))
+            return None
+        return found
 
     def apply(self, delivery: str, rollup: Rollup) -> dict[str, int]:
         chunks = plan_chunks(rollup)

@@ -19,6 +19,7 @@ from lambda_src.common import rollups as keys
 from lambda_src.common.log_records import read_logs_batch
 from lambda_src.dashboard_aggregator.handler import (
     CLAIMS_PER_REQUEST,
+    LEDGER_TTL_SECONDS,
     UNCLAIMABLE_REASON,
     RollupStore,
     aggregate,
@@ -26,9 +27,11 @@ from lambda_src.dashboard_aggregator.handler import (
     claim_name,
     claim_plan,
     delivery_id,
+    item_too_large,
+    number,
 )
 from tests.clock import Clock
-from tests.lambda_src.memory_table import ITEM_BYTES, MemoryTable
+from tests.lambda_src.memory_table import ITEM_BYTES, MemoryTable, item_bytes
 from tests.lambda_src.rollup_table import SONNET, Deployed, usage
 from tests.telemetry import EVENTS_LOG_GROUP, METRICS_LOG_GROUP, Developer, api_request, logs_batch, subscription_event
 
@@ -36,6 +39,7 @@ NOON = datetime(2026, 11, 23, 12, 1, tzinfo=UTC)
 DAY = "2026-11-23"
 ADA = Developer()
 MINUTE_TOKENS = 1000 + 200 + 10_000 + 400  # usage(): a minute's tokens
+CLAIM_BYTES = 12 + 8  # a claim's attribute name and its owner
 
 
 def tokens_of(deployed: Deployed, day: str = DAY) -> Decimal:
@@ -121,33 +125,34 @@ def test_an_overlap_arriving_while_the_first_delivery_is_failing_counts_once(aws
 
 
 def test_concurrent_overlapping_claims_give_each_log_event_one_owner() -> None:
-    """Two deliveries claim the same second's log events at once, their requests alternating: each log event
-    ends with one owner, and the two deliveries' owned sets split the shared events between them."""
+    """Two deliveries share 200 log events stamped in two seconds, listed in opposite order, and claim at once,
+    their requests alternating: the first wins the first second's shared events, the second the other's, and
+    each log event ends with exactly one owner."""
     table = MemoryTable()
     clock = Clock(NOON + timedelta(minutes=5))
-    at = int(NOON.timestamp() * 1000)
-    events = [{**event, "timestamp": at} for event in minutes(30)]  # 360 log events stamped in one second
-    first, second = batch_of(events[:300]), batch_of(events[60:])
+
+    def stamped(events: list[dict[str, Any]], second: int) -> list[dict[str, Any]]:
+        return [{**event, "timestamp": int(NOON.timestamp() + second) * 1000} for event in events]
+
+    events = minutes(17)  # 204
+    early, late, own = stamped(events[:100], 0), stamped(events[100:200], 1), stamped(events[200:202], 2)
+    first, second = batch_of([*early, *late, own[0]]), batch_of([*late, *early, own[1]])
     plans = [claim_plan(batch, delivery_id(batch)) for batch in (first, second)]
     alternating = Alternating(table)
     with ThreadPoolExecutor(2) as pool:
         runs = [pool.submit(alternating.run, n, RollupStore(alternating, "rollups", clock), plans[n]) for n in (0, 1)]
         claims = [run.result() for run in runs]
 
-    ids = [{event["id"] for event in batch["logEvents"]} for batch in (first, second)]
-    owned = [ids[n] - claims[n].taken for n in (0, 1)]
-    assert owned[0] & owned[1] == set()
-    assert owned[0] | owned[1] == {event["id"] for event in events}
-    assert claims[0].taken | claims[1].taken == ids[0] & ids[1]
-    assert claims[0].taken and claims[1].taken  # the alternation let each claim some shared ones first
-    assert [claim.requests for claim in claims] == [3, 3]  # 100 claims a request
-    assert alternating.turns > 3
+    assert claims[0].taken == {event["id"] for event in late}
+    assert claims[1].taken == {event["id"] for event in early}
+    assert [claim.requests for claim in claims] == [3, 3]  # one a second
+    assert alternating.turns == 6
 
 
 def test_a_claim_expression_stays_within_dynamodbs_expression_limits() -> None:
     expression = claim_expression(CLAIMS_PER_REQUEST)
     assert len(expression.encode()) <= 4096  # the longest expression DynamoDB takes
-    assert expression.count("if_not_exists") <= 300 - 1  # operators and functions, with the TTL's `=`
+    assert expression.count("if_not_exists") + expression.count("=") <= 300  # operators and functions
 
 
 def test_hostile_ids_and_timestamps_are_claimed_without_error(deployed: Deployed) -> None:
@@ -189,7 +194,102 @@ def test_a_log_event_whose_claim_item_is_full_is_quarantined_and_the_rest_applie
     assert deployed.item(keys.user_pk("ada@example.com"), f"DAY#{DAY}")["sessions"] == 1  # from `other`
 
 
+def test_a_claim_item_with_room_for_some_claims_gives_the_rest_to_no_delivery() -> None:
+    """The item has room for 2 of a second's 4 log events: the first delivery owns 2 and quarantines 2, and an
+    overlapping one finds the same: no log event is both quarantined and counted, none counted twice."""
+    table, queued = MemoryTable(), []
+    clock = Clock(NOON + timedelta(minutes=5))
+    store = RollupStore(table, "rollups", clock, pause=lambda _: None)
+    at = int(NOON.timestamp() * 1000)
+    events = [{**event, "timestamp": at} for event in usage(NOON, ADA)[:4]]
+    batch = batch_of(events)
+    ((key, _),) = claim_plan(batch, delivery_id(batch)).items.items()
+    claimed = {"pk": {"S": key[0]}, "sk": {"S": key[1]}, "expires_at": number(int(clock()) + LEDGER_TTL_SECONDS)}
+    room = ITEM_BYTES - item_bytes(claimed) - len("filler") - 2 * CLAIM_BYTES  # filler leaves room for 2 claims
+    table.items[key] = {**claimed, "filler": {"B": b"\0" * room}}
+    settings = Deployed.settings_for("rollups", queue_url="queue")
+
+    first = aggregate(subscription_event(logs_batch(METRICS_LOG_GROUP, events)), settings, store, queued.extend, clock)
+    second = aggregate(
+        subscription_event(logs_batch(METRICS_LOG_GROUP, events[1:])), settings, store, queued.extend, clock
+    )
+
+    assert (first["quarantined"], first["delivered_before"]) == (2, 0)
+    quarantined = {json.loads(message)["log_event"]["id"] for message in queued}
+    assert len(quarantined) == 2
+    counted = {event["id"] for event in events} - quarantined
+    assert second["delivered_before"] == len(counted & {event["id"] for event in events[1:]})
+    assert second["quarantined"] == len(quarantined & {event["id"] for event in events[1:]})
+    tokens = sum(json.loads(event["message"])["claude_code.token.usage"] for event in events if event["id"] in counted)
+    assert table.items[(keys.user_pk("ada@example.com"), f"DAY#{DAY}")]["tokens"] == {"N": str(float(tokens))}
+
+
+def test_a_delivery_that_failed_while_claiming_and_an_overlap_that_came_meanwhile_count_once(
+    deployed: Deployed,
+) -> None:
+    """The first delivery's second claim request fails (its first second is claimed, its second is not); the
+    overlapping delivery claims the rest; the first, retried, owns what it claimed first."""
+    events = minutes(2)  # two seconds of log events, one claim request each
+    first, second = logs_batch(METRICS_LOG_GROUP, events), logs_batch(METRICS_LOG_GROUP, events[6:])
+    failing = RollupStore(SecondClaimFails(deployed.dynamodb), deployed.table, deployed.clock, pause=lambda _: 0)
+    with pytest.raises(ConnectionError):
+        aggregate(subscription_event(first), deployed.settings, failing, deployed.queue, deployed.clock)
+
+    overlapping = deployed.deliver(second)
+    retried = deployed.deliver(first)
+
+    assert overlapping["delivered_before"] == 6  # the first minute's second half, claimed before the failure
+    assert retried["delivered_before"] == 12  # the second minute, claimed by the overlap meanwhile
+    assert tokens_of(deployed) == 2 * MINUTE_TOKENS
+
+
+def test_only_a_full_item_is_taken_for_a_full_item(deployed: Deployed) -> None:
+    """Any other refusal of a claim is a bug: the invocation fails (Lambda retries, then queues the delivery)
+    rather than quarantining the log events under a wrong reason."""
+    full = "Item size to update has exceeded the maximum allowed size"
+    other = "Invalid UpdateExpression: Expression size has exceeded the maximum allowed size"
+    assert item_too_large(ClientError({"Error": {"Code": "ValidationException", "Message": full}}, "UpdateItem"))
+    refusal = ClientError({"Error": {"Code": "ValidationException", "Message": other}}, "UpdateItem")
+    assert not item_too_large(refusal)
+    store = RollupStore(RefusingClaims(deployed.dynamodb, refusal), deployed.table, deployed.clock, pause=lambda _: 0)
+    payload = subscription_event(logs_batch(METRICS_LOG_GROUP, usage(NOON, ADA)))
+    with pytest.raises(ClientError, match="Expression size"):
+        aggregate(payload, deployed.settings, store, deployed.queue, deployed.clock)
+    assert deployed.queued() == []
+
+
 # Helpers ---------------------------------------------------------------------------------------------------
+
+
+class RefusingClaims:
+    """A DynamoDB client that refuses every claim with `error`."""
+
+    def __init__(self, client: Any, error: Exception) -> None:
+        self.client, self.error = client, error
+        self.exceptions = client.exceptions
+
+    def update_item(self, **_: Any) -> Any:
+        raise self.error
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+class SecondClaimFails:
+    """A DynamoDB client whose second claim request fails in the network."""
+
+    def __init__(self, client: Any) -> None:
+        self.client, self.claims = client, 0
+        self.exceptions = client.exceptions
+
+    def update_item(self, **request: Any) -> Any:
+        self.claims += 1
+        if self.claims == 2:
+            raise ConnectionError("the network went away")
+        return self.client.update_item(**request)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
 
 
 def fill_to_the_limit(deployed: Deployed, key: tuple[str, str]) -> None:
@@ -252,7 +352,8 @@ class Alternating:
     def update_item(self, **request: Any) -> dict[str, Any]:
         number = self.local.number
         with self.changed:
-            self.changed.wait_for(lambda: self.turn == number or (1 - number) in self.finished, timeout=10)
+            turn = self.changed.wait_for(lambda: self.turn == number or (1 - number) in self.finished, timeout=30)
+            assert turn, "the other claiming thread never took its turn"
             response = self.table.update_item(**request)
             self.turn, self.turns = 1 - number, self.turns + 1
             self.changed.notify_all()
