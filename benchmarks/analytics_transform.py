@@ -131,6 +131,8 @@ def measure(users: int = USERS, minutes: int = MINUTES, repeat: int = 1) -> dict
         "users": users,
         "minutes": minutes,
         "log_events": len(metric_events) + len(claude_events),
+        "metric_event_bytes": statistics.mean(len(event["message"].encode()) for event in metric_events),
+        "claude_event_bytes": statistics.mean(len(event["message"].encode()) for event in claude_events),
         "points": points,
         "runs_cpu_seconds": [round(result["cpu_seconds"], 2) for result in runs],
         "cpu_seconds": statistics.median(result["cpu_seconds"] for result in runs),
@@ -224,6 +226,8 @@ def main() -> None:
             {
                 "log_events_per_cpu_second": result["log_events"] / result["cpu_seconds"],
                 "parquet_bytes_per_log_event": result["parquet_bytes"] / result["log_events"],
+                "metric_event_bytes": result["metric_event_bytes"],
+                "claude_event_bytes": result["claude_event_bytes"],
             },
         )
 

@@ -60,8 +60,8 @@ class Usage:
     active_minutes_per_hour: float = 15
     metric_events_per_active_minute: float = 6
     claude_events_per_active_minute: float = 2
-    metric_event_bytes: float = 822
-    claude_event_bytes: float = 842
+    metric_event_bytes: float = from_benchmark("analytics-transform", "metric_event_bytes")
+    claude_event_bytes: float = from_benchmark("analytics-transform", "claude_event_bytes")
     rollup_items_per_active_hour: float = from_benchmark("dashboard", "items_per_user_hour")
     aggregator_events_per_second: float = from_benchmark("dashboard", "log_events_per_cpu_second")
     aggregator_sdk_seconds_per_item: float = from_benchmark("dashboard", "sdk_cpu_seconds_per_item")
@@ -99,8 +99,8 @@ USAGE_SOURCES: dict[str, str] = {
     "active_minutes_per_hour": "benchmarks/dashboard.py: each user works 15 random minutes of the hour",
     "metric_events_per_active_minute": "benchmarks/analytics_transform.py fleet: 4 token types, cost, activity",
     "claude_events_per_active_minute": "benchmarks/analytics_transform.py fleet: api_request and tool_result",
-    "metric_event_bytes": "mean EMF log event of that fleet (100 developers, 15 minutes), measured",
-    "claude_event_bytes": "mean Claude Code log event of that fleet, measured",
+    "metric_event_bytes": "benchmarks/analytics_transform.py: the mean EMF log event of its fleet (make bench)",
+    "claude_event_bytes": "benchmarks/analytics_transform.py: the mean Claude Code log event of its fleet",
     "rollup_items_per_active_hour": "benchmarks/dashboard.py (make bench, benchmarks/results.json): items written "
     "in the 10,000-user hour, per user; a transaction writes each (up to 1 KB) for 2 WRU",
     "aggregator_events_per_second": "benchmarks/dashboard.py: log events per CPU second of the aggregator's code",

@@ -226,7 +226,8 @@ def section(path: Path, name: str) -> str:
 
 
 def test_event_sizes_are_the_benchmark_fleets() -> None:
-    """USAGE's event sizes are the mean sizes of benchmarks/analytics_transform.py's events (100 developers)."""
+    """USAGE's event sizes, which `make bench` measures on benchmarks/analytics_transform.py's fleet, are what
+    its events weigh (here a fleet of 100 developers: its users' numbers are shorter)."""
     from benchmarks.analytics_transform import fleet
 
     metric_events, claude_events, _ = fleet(100, 15)
