@@ -37,7 +37,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from components.collector_config import CONFIG_ENV_VAR
 from tests.clock import DEFAULT_START
-from tests.harness.record import Point, Record, log_records, metric_points
+from tests.harness.record import Exports
 
 TIMEOUT_SECONDS = 60
 
@@ -224,7 +224,7 @@ def requests_in(path: Path) -> list[dict[str, Any]]:
 
 
 @dataclass(frozen=True)
-class Task:
+class Task(Exports):
     """One collector task's output."""
 
     collector: RunningCollector
@@ -236,14 +236,6 @@ class Task:
     @property
     def logs(self) -> list[dict[str, Any]]:
         return requests_in(self.collector.events_file)
-
-    @property
-    def points(self) -> list[Point]:
-        return metric_points(self.metrics)
-
-    @property
-    def records(self) -> list[Record]:
-        return log_records(self.logs)
 
     def texts(self) -> dict[str, str]:
         """Everything the task wrote: its metrics and events output and its own log (`collector.log`)."""

@@ -33,7 +33,7 @@ import yaml
 from offline.preview import PreviewResult
 from tests.exporters import cloudwatch_log_events, emf_log_events
 from tests.harness.claude_client import SessionResult, SessionSpec
-from tests.harness.record import Point, Record, log_records, metric_points
+from tests.harness.record import Exports, Point, Record
 
 SSM_PARAMETER = "aws:ssm/parameter:Parameter"
 MANAGED_SETTINGS_POSSIBLE = os.geteuid() == 0 and shutil.which("unshare") is not None
@@ -95,7 +95,7 @@ class RenderedSessionSpec(SessionSpec):
 
 
 @dataclass(frozen=True)
-class LiveRun:
+class LiveRun(Exports):
     """One session's result, read as OTLP JSON with the fixture readers."""
 
     result: SessionResult
@@ -107,14 +107,6 @@ class LiveRun:
     @cached_property
     def logs(self) -> list[dict[str, Any]]:
         return [request.body_dict() for request in self.result.of("logs")]
-
-    @property
-    def points(self) -> list[Point]:
-        return metric_points(self.metrics)
-
-    @property
-    def records(self) -> list[Record]:
-        return log_records(self.logs)
 
     @property
     def items(self) -> list[Point | Record]:

@@ -203,6 +203,26 @@ def log_records(requests: Iterable[Mapping[str, Any]]) -> list[Record]:
     return records
 
 
+class Exports:
+    """OTLP JSON export requests (`metrics`, `logs`, given by the subclass) read as data points and log records."""
+
+    @property
+    def metrics(self) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    @property
+    def logs(self) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    @property
+    def points(self) -> list[Point]:
+        return metric_points(self.metrics)
+
+    @property
+    def records(self) -> list[Record]:
+        return log_records(self.logs)
+
+
 def token_totals(points: Iterable[Point]) -> dict[tuple[str, str], int]:
     """Sum of claude_code.token.usage by (model, type); DELTA points, so a plain sum."""
     totals: dict[tuple[str, str], int] = {}

@@ -4,7 +4,7 @@ Claude Code usage, for the aggregator and widget tests."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -175,18 +175,28 @@ def usage(at: datetime, developer: Developer, scale: int = 1) -> list[dict[str, 
     ]
 
 
-class FailingSecondTransaction:
-    """A DynamoDB client whose second transaction fails in the network: a delivery applied half way."""
+class Failing:
+    """A DynamoDB client whose `operation` raises `error` on the calls numbered in `calls` (from 1), or on every
+    call: the network going away half way through a delivery, or DynamoDB refusing a request."""
 
-    def __init__(self, client: Any) -> None:
-        self.client, self.calls = client, 0
+    def __init__(self, client: Any, operation: str, error: Exception, calls: Collection[int] | None = None) -> None:
+        self.client, self.operation, self.error, self.calls = client, operation, error, calls
         self.exceptions = client.exceptions
-
-    def transact_write_items(self, **request: Any) -> Any:
-        self.calls += 1
-        if self.calls == 2:
-            raise ConnectionError("the network went away")
-        return self.client.transact_write_items(**request)
+        self.made = 0
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.client, name)
+        if name != self.operation:
+            return getattr(self.client, name)
+
+        def call(**request: Any) -> Any:
+            self.made += 1
+            if self.calls is None or self.made in self.calls:
+                raise self.error
+            return getattr(self.client, name)(**request)
+
+        return call
+
+
+def failing_second_transaction(client: Any) -> Failing:
+    """A client whose second transaction fails in the network: a delivery applied half way."""
+    return Failing(client, "transact_write_items", ConnectionError("the network went away"), calls={2})

@@ -23,7 +23,7 @@ from lambda_src.dashboard_aggregator.handler import LEDGER_TTL_SECONDS, RollupSt
 from tests.clock import Clock
 from tests.lambda_src.conftest import REGION
 from tests.lambda_src.iam_grants import allowed, granted_actions, recording
-from tests.lambda_src.rollup_table import SONNET, SONNET_VERSION, Deployed, FailingSecondTransaction, usage
+from tests.lambda_src.rollup_table import SONNET, SONNET_VERSION, Deployed, failing_second_transaction, usage
 from tests.telemetry import (
     EVENTS_LOG_GROUP,
     METRICS_LOG_GROUP,
@@ -135,7 +135,7 @@ def test_a_delivery_that_failed_half_way_writes_only_what_is_missing_on_retry(
     reference.deliver(payload)
 
     failing = RollupStore(
-        FailingSecondTransaction(deployed.dynamodb), deployed.table, deployed.clock, pause=lambda _: None
+        failing_second_transaction(deployed.dynamodb), deployed.table, deployed.clock, pause=lambda _: None
     )
     with pytest.raises(ConnectionError):
         aggregate(subscription_event(payload), deployed.settings, failing, lambda _: None, deployed.clock)

@@ -23,7 +23,7 @@ from lambda_src.common import rollups as keys
 from lambda_src.dashboard_aggregator.handler import RollupStore, aggregate
 from tests.clock import Clock
 from tests.lambda_src.memory_table import MemoryTable
-from tests.lambda_src.rollup_table import SONNET, Deployed, FailingSecondTransaction, usage
+from tests.lambda_src.rollup_table import SONNET, Deployed, failing_second_transaction, usage
 from tests.telemetry import (
     EVENTS_LOG_GROUP,
     METRICS_LOG_GROUP,
@@ -181,7 +181,7 @@ def test_a_half_applied_delivery_retried_after_midnight_matches_a_clean_run(
 
     retried = Deployed(aws_client, "rollups-midnight", Clock(late + timedelta(minutes=1)))
 
-    failing = RollupStore(FailingSecondTransaction(retried.dynamodb), retried.table, retried.clock, pause=lambda _: 0)
+    failing = RollupStore(failing_second_transaction(retried.dynamodb), retried.table, retried.clock, pause=lambda _: 0)
     with pytest.raises(ConnectionError):
         aggregate(subscription_event(payload), retried.settings, failing, lambda _: None, retried.clock)
     retried.clock.set(late + timedelta(hours=1))  # the retry comes after midnight

@@ -32,7 +32,7 @@ from lambda_src.dashboard_aggregator.handler import (
 )
 from tests.clock import Clock
 from tests.lambda_src.memory_table import ITEM_BYTES, MemoryTable, item_bytes
-from tests.lambda_src.rollup_table import SONNET, Deployed, usage
+from tests.lambda_src.rollup_table import SONNET, Deployed, Failing, usage
 from tests.telemetry import EVENTS_LOG_GROUP, METRICS_LOG_GROUP, Developer, api_request, logs_batch, subscription_event
 
 NOON = datetime(2026, 11, 23, 12, 1, tzinfo=UTC)
@@ -40,6 +40,7 @@ DAY = "2026-11-23"
 ADA = Developer()
 MINUTE_TOKENS = 1000 + 200 + 10_000 + 400  # usage(): a minute's tokens
 CLAIM_BYTES = 12 + 8  # a claim's attribute name and its owner
+NETWORK_GONE = ConnectionError("the network went away")
 
 
 def tokens_of(deployed: Deployed, day: str = DAY) -> Decimal:
@@ -111,9 +112,8 @@ def test_an_overlap_arriving_while_the_first_delivery_is_failing_counts_once(aws
     deployed = Deployed(aws_client, "rollups-overlap-failing", Clock(late + timedelta(minutes=2)))
     events = minutes(2, late)
     first, second = logs_batch(METRICS_LOG_GROUP, events[:18]), logs_batch(METRICS_LOG_GROUP, events[6:])
-    failing = RollupStore(NoTransactions(deployed.dynamodb), deployed.table, deployed.clock, pause=lambda _: 0)
     with pytest.raises(ConnectionError):
-        aggregate(subscription_event(first), deployed.settings, failing, deployed.queue, deployed.clock)
+        delivered_through(Failing(deployed.dynamodb, "transact_write_items", NETWORK_GONE), deployed, first)
 
     overlapping = deployed.deliver(second)
     deployed.clock.set(late + timedelta(hours=1))  # the retry comes after midnight
@@ -231,9 +231,8 @@ def test_a_delivery_that_failed_while_claiming_and_an_overlap_that_came_meanwhil
     overlapping delivery claims the rest; the first, retried, owns what it claimed first."""
     events = minutes(2)  # two seconds of log events, one claim request each
     first, second = logs_batch(METRICS_LOG_GROUP, events), logs_batch(METRICS_LOG_GROUP, events[6:])
-    failing = RollupStore(SecondClaimFails(deployed.dynamodb), deployed.table, deployed.clock, pause=lambda _: 0)
     with pytest.raises(ConnectionError):
-        aggregate(subscription_event(first), deployed.settings, failing, deployed.queue, deployed.clock)
+        delivered_through(Failing(deployed.dynamodb, "update_item", NETWORK_GONE, calls={2}), deployed, first)
 
     overlapping = deployed.deliver(second)
     retried = deployed.deliver(first)
@@ -251,45 +250,19 @@ def test_only_a_full_item_is_taken_for_a_full_item(deployed: Deployed) -> None:
     assert item_too_large(ClientError({"Error": {"Code": "ValidationException", "Message": full}}, "UpdateItem"))
     refusal = ClientError({"Error": {"Code": "ValidationException", "Message": other}}, "UpdateItem")
     assert not item_too_large(refusal)
-    store = RollupStore(RefusingClaims(deployed.dynamodb, refusal), deployed.table, deployed.clock, pause=lambda _: 0)
-    payload = subscription_event(logs_batch(METRICS_LOG_GROUP, usage(NOON, ADA)))
+    payload = logs_batch(METRICS_LOG_GROUP, usage(NOON, ADA))
     with pytest.raises(ClientError, match="Expression size"):
-        aggregate(payload, deployed.settings, store, deployed.queue, deployed.clock)
+        delivered_through(Failing(deployed.dynamodb, "update_item", refusal), deployed, payload)
     assert deployed.queued() == []
 
 
 # Helpers ---------------------------------------------------------------------------------------------------
 
 
-class RefusingClaims:
-    """A DynamoDB client that refuses every claim with `error`."""
-
-    def __init__(self, client: Any, error: Exception) -> None:
-        self.client, self.error = client, error
-        self.exceptions = client.exceptions
-
-    def update_item(self, **_: Any) -> Any:
-        raise self.error
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.client, name)
-
-
-class SecondClaimFails:
-    """A DynamoDB client whose second claim request fails in the network."""
-
-    def __init__(self, client: Any) -> None:
-        self.client, self.claims = client, 0
-        self.exceptions = client.exceptions
-
-    def update_item(self, **request: Any) -> Any:
-        self.claims += 1
-        if self.claims == 2:
-            raise ConnectionError("the network went away")
-        return self.client.update_item(**request)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.client, name)
+def delivered_through(client: Any, deployed: Deployed, payload: bytes) -> dict[str, Any]:
+    """Deliver `payload` to the deployed aggregator with `client` in place of its DynamoDB client."""
+    store = RollupStore(client, deployed.table, deployed.clock, pause=lambda _: 0)
+    return aggregate(subscription_event(payload), deployed.settings, store, deployed.queue, deployed.clock)
 
 
 def fill_to_the_limit(deployed: Deployed, key: tuple[str, str]) -> None:
@@ -313,20 +286,6 @@ def fill_to_the_limit(deployed: Deployed, key: tuple[str, str]) -> None:
 
 def batch_of(events: list[dict[str, Any]]) -> dict[str, Any]:
     return json.loads(json.dumps({"logGroup": METRICS_LOG_GROUP, "logStream": "claude-code", "logEvents": events}))
-
-
-class NoTransactions:
-    """A DynamoDB client whose transactions fail in the network: a delivery that claimed and wrote nothing."""
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-        self.exceptions = client.exceptions
-
-    def transact_write_items(self, **_: Any) -> Any:
-        raise ConnectionError("the network went away")
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.client, name)
 
 
 class Alternating:
