@@ -288,8 +288,8 @@ class Claims:
 def account_claims(
     rollup: Rollup, batch: Mapping[str, Any], claims: Claims, settings: Settings, arrival_seconds: float
 ) -> None:
-    """Pure: count the log events another delivery owns as duplicates, and quarantine those without a claim,
-    on the arrival day (as malformed, with the reason)."""
+    """Add to `rollup` (no I/O): the log events another delivery owns, counted as duplicates, and those without
+    a claim, quarantined; both on the arrival day, the latter as malformed and with the reason."""
     if not claims.taken and not claims.unclaimable:
         return
     periods = Periods(settings)
