@@ -38,14 +38,15 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
+
+from tests.loopback import LoopbackServer
 
 KEY_ID = "fake-oidc-test-key"
 _PRIVATE_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -102,7 +103,7 @@ class _State:
     device_polls: list[float] = field(default_factory=list)  # time.monotonic() of each device-code poll
 
 
-class FakeOidcProvider:
+class FakeOidcProvider(LoopbackServer["FakeOidcProvider"]):
     """Start with `with FakeOidcProvider(...) as provider:`; `provider.issuer` is its base URL."""
 
     def __init__(
@@ -129,69 +130,51 @@ class FakeOidcProvider:
         self.refresh_refuses_scope = False
         # Seconds each refresh request waits before it is answered (requests are served concurrently).
         self.refresh_delay = 0.0
-        self._state = _State()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
-        self._server.provider = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-oidc", daemon=True
-        )
-
-    # ------------------------------------------------------------------------------------------------ lifecycle
-
-    def __enter__(self) -> FakeOidcProvider:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._store = _State()
+        super().__init__(_Handler, self, "fake-oidc")
 
     @property
     def issuer(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self.url
 
     # ---------------------------------------------------------------------------------------------- test hooks
 
     def approve(self, user_code: str) -> None:
-        with self._state.lock:
-            grants = [grant for grant in self._state.devices.values() if grant.user_code == user_code]
+        with self._store.lock:
+            grants = [grant for grant in self._store.devices.values() if grant.user_code == user_code]
             assert grants, f"no device sign-in with the user code {user_code!r}"
             grants[0].approved = True
-            self._state.lock.notify_all()
+            self._store.lock.notify_all()
 
     def wait_for_pending_polls(self, user_code: str, count: int, timeout: float = 10.0) -> None:
         """Block until the client has been told `authorization_pending` `count` times for this code."""
 
         def reached() -> bool:
-            return any(g.user_code == user_code and g.pending >= count for g in self._state.devices.values())
+            return any(g.user_code == user_code and g.pending >= count for g in self._store.devices.values())
 
-        with self._state.lock:
-            assert self._state.lock.wait_for(reached, timeout), f"fewer than {count} polls for {user_code}"
+        with self._store.lock:
+            assert self._store.lock.wait_for(reached, timeout), f"fewer than {count} polls for {user_code}"
 
     def revoke_refresh_tokens(self) -> None:
-        with self._state.lock:
-            self._state.refresh_tokens.clear()
+        with self._store.lock:
+            self._store.refresh_tokens.clear()
 
     def count(self, event: str) -> int:
         """Requests answered, by `discovery`, `jwks`, `device_authorization`, `authorize`, `token:<grant>`."""
-        with self._state.lock:
-            return self._state.counts[event]
+        with self._store.lock:
+            return self._store.counts[event]
 
     @property
     def device_poll_times(self) -> list[float]:
         """When each device-code poll arrived, by `time.monotonic()`, in order."""
-        with self._state.lock:
-            return list(self._state.device_polls)
+        with self._store.lock:
+            return list(self._store.device_polls)
 
     @property
     def issued_tokens(self) -> list[str]:
         """Every access, ID and refresh token handed out."""
-        with self._state.lock:
-            return list(self._state.issued)
+        with self._store.lock:
+            return list(self._store.issued)
 
     def jwks(self) -> dict[str, Any]:
         public = RSAAlgorithm.to_jwk(_PRIVATE_KEY.public_key(), as_dict=True)
@@ -229,8 +212,8 @@ class FakeOidcProvider:
             scope=form.get("scope", ""),
             script=self.device_script,
         )
-        with self._state.lock:
-            self._state.devices[grant.device_code] = grant
+        with self._store.lock:
+            self._store.devices[grant.device_code] = grant
         return 200, {
             "device_code": grant.device_code,
             "user_code": grant.user_code,
@@ -252,8 +235,8 @@ class FakeOidcProvider:
             answer = {"error": "access_denied", "error_description": "The user declined.", "state": query["state"]}
         else:
             code = secrets.token_urlsafe(24)
-            with self._state.lock:
-                self._state.codes[code] = _CodeGrant(
+            with self._store.lock:
+                self._store.codes[code] = _CodeGrant(
                     self.client_id, redirect_uri, query["code_challenge"], query.get("scope", "")
                 )
             answer = {"code": code, "state": query["state"]}
@@ -265,7 +248,7 @@ class FakeOidcProvider:
         grant_type = form.get("grant_type", "")
         if grant_type == "refresh_token" and self.refresh_delay:
             time.sleep(self.refresh_delay)  # outside the lock: concurrent refreshes wait side by side
-        with self._state.lock:
+        with self._store.lock:
             if grant_type == "urn:ietf:params:oauth:grant-type:device_code":
                 return self._device_token(form.get("device_code", ""))
             if grant_type == "authorization_code":
@@ -273,15 +256,15 @@ class FakeOidcProvider:
             if grant_type == "refresh_token":
                 if self.refresh_refuses_scope and "scope" in form:
                     return 400, {"error": "invalid_scope", "error_description": "No scope on refresh."}
-                scope = self._state.refresh_tokens.pop(form.get("refresh_token", ""), None)
+                scope = self._store.refresh_tokens.pop(form.get("refresh_token", ""), None)
                 if scope is None:
                     return 400, {"error": "invalid_grant", "error_description": "The refresh token is revoked."}
                 return 200, self._tokens(scope)
         return 400, {"error": "unsupported_grant_type"}
 
     def _device_token(self, device_code: str) -> tuple[int, dict[str, Any]]:
-        self._state.device_polls.append(time.monotonic())
-        grant = self._state.devices.get(device_code)
+        self._store.device_polls.append(time.monotonic())
+        grant = self._store.devices.get(device_code)
         if grant is None or grant.redeemed:
             return 400, {"error": "invalid_grant"}
         script = grant.script
@@ -296,13 +279,13 @@ class FakeOidcProvider:
             grant.approved = True
         if not grant.approved:
             grant.pending += 1
-            self._state.lock.notify_all()
+            self._store.lock.notify_all()
             return 400, {"error": "authorization_pending"}
         grant.redeemed = True
         return 200, self._tokens(grant.scope)
 
     def _code_token(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        grant = self._state.codes.pop(form.get("code", ""), None)
+        grant = self._store.codes.pop(form.get("code", ""), None)
         if grant is None or grant.redirect_uri != form.get("redirect_uri"):
             return 400, {"error": "invalid_grant"}
         verifier = form.get("code_verifier", "")
@@ -327,17 +310,17 @@ class FakeOidcProvider:
             issued.append(answer["id_token"])
         if refresh or "offline_access" in scope.split():
             answer["refresh_token"] = secrets.token_urlsafe(32)
-            self._state.refresh_tokens[answer["refresh_token"]] = scope
+            self._store.refresh_tokens[answer["refresh_token"]] = scope
             issued.append(answer["refresh_token"])
-        self._state.issued.extend(issued)
+        self._store.issued.extend(issued)
         return answer
 
     def _sign(self, claims: dict[str, Any]) -> str:
         return jwt.encode(claims, _PRIVATE_KEY, algorithm="RS256", headers={"kid": KEY_ID})
 
     def count_request(self, event: str) -> None:
-        with self._state.lock:
-            self._state.counts[event] += 1
+        with self._store.lock:
+            self._store.counts[event] += 1
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -348,7 +331,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     @property
     def provider(self) -> FakeOidcProvider:
-        return self.server.provider  # type: ignore[attr-defined]
+        return self.server.state  # type: ignore[attr-defined, no-any-return]
 
     def _json(self, status: int, document: dict[str, Any]) -> None:
         body = json.dumps(document).encode()
