@@ -178,11 +178,9 @@ class Rollup:
     events: int = 0
 
     def add(self, key: Key, deltas: Mapping[str, Decimal | int], expires_at: int) -> None:
-        counters = self.counters.get(key)
-        if counters is None:  # `rollup_batch`'s fast reading hands over plain dicts
-            counters = self.counters[key] = defaultdict(Decimal)
+        counters = self.counters[key]
         for name, delta in deltas.items():
-            counters[name] = counters.get(name, ZERO) + delta
+            counters[name] += delta
         self.expires[key] = expires_at
 
 
@@ -678,8 +676,7 @@ class MetricsAccumulator:
         log_group = batch["logGroup"]
         seen: set[str] = set()
         for log_event in batch["logEvents"]:
-            event_id = log_event.get("id") if type(log_event) is dict else None
-            identity = event_id if type(event_id) is str and event_id else log_event_key(log_event)
+            identity = log_event_key(log_event)
             if identity in seen:
                 self._count_arrival_day(keys.quality_sk("duplicate", "metrics"))
                 continue
@@ -1047,7 +1044,7 @@ class MetricsAccumulator:
         for usage_key, expires_at, usage in self.model_items:
             _add_all(self._item(usage_key, expires_at), _costed(usage, per_token))
         exact = Context(prec=digits, traps=[Rounded]).plus  # whole numbers lose no digit below 10**digits
-        counters: dict[Key, dict[str, Amount]] = {}
+        counters = self.rollup.counters  # an item's sums are defaultdicts, as the reference's are
         for item_key, item_sums in self.sums.items():
             counted: dict[Any, Amount] = item_sums
             for term, total in item_sums.items():
@@ -1060,9 +1057,7 @@ class MetricsAccumulator:
                 if type(total) is not int:
                     exact(total)  # the sum's exponent is that of its terms' smallest: its digits must fit
             counters[item_key] = counted
-        rollup = self.rollup
-        rollup.counters = counters
-        return rollup
+        return self.rollup
 
     def log_warnings(self) -> None:
         for warning in self.warnings:
@@ -1076,13 +1071,12 @@ def _add_all(sums: dict[Any, Amount], deltas: Mapping[str, Amount]) -> None:
 
 def _costed(sums: Mapping[Any, Amount], per_token: Sequence[Decimal]) -> dict[str, Amount]:
     """Sums with the tokens summed at a price turned into their cost (added to the counter they cost)."""
-    costed: dict[str, Amount] = {}
+    costed: dict[str, Amount] = defaultdict(int)
     for term, total in sums.items():
         if type(term) is str:
-            name, value = term, total
+            costed[term] += total
         else:
-            name, value = term[0], total * per_token[term[1]]
-        costed[name] = costed[name] + value if name in costed else value
+            costed[term[0]] += total * per_token[term[1]]
     return costed
 
 
