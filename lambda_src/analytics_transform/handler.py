@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from lambda_src.common import aws
 from lambda_src.common.clock import Seconds, wall_clock_seconds
+from lambda_src.common.lake_schema import METRICS_COLUMNS
 from lambda_src.common.log_records import (
     MalformedLogEventError,
     Partition,
@@ -173,8 +174,8 @@ def decide_log_batch(
     return settle(record_id, rows, quarantine)
 
 
-ROW_START = b'{"event_time":"'
-"""How every lake row this function writes begins (its first column)."""
+ROW_START = f'{{"{METRICS_COLUMNS[0].name}":"'.encode()
+"""How every lake row this function writes begins (its first column, the event time, in both tables)."""
 PARTITION_STAMP = re.compile(rb"\d{4}-\d{2}-\d{2}T\d{2}")
 
 
@@ -189,8 +190,7 @@ def one_partition(payload: bytes) -> Partition | None:
         return None
     if payload.count(b"\n" + payload[:end]) != payload.count(b"\n") - 1:
         return None
-    text = stamp.decode()
-    return text[:10], text[11:13]
+    return partition_of(stamp.decode())
 
 
 def decide_put_back(record_id: str, payload: bytes) -> Decision:

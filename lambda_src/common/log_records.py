@@ -285,7 +285,7 @@ def fill_columns(columns: Sequence[Column], sources: Sequence[dict[str, Any]], r
         for name in [name for name in source if name in index.positions]:
             column = columns[index.positions[name][0]]
             raw = source[name]
-            value = raw if type(raw) is str and column.type == "string" else coerce(raw, column.type)
+            value = coerce(raw, column.type)
             row[column.name] = value
             if value is not None or raw is None:
                 del source[name]

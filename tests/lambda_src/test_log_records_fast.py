@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lambda_src.analytics_transform.handler import ROW_START, decide_put_back, one_partition, transform
 from lambda_src.analytics_transform.handler import Settings as TransformSettings
-from lambda_src.analytics_transform.handler import decide_put_back, one_partition, transform
 from lambda_src.common.lake_schema import EVENTS_COLUMNS, METRICS_COLUMNS, Column
 from lambda_src.common.log_records import (
     as_text,
@@ -269,6 +269,13 @@ def test_a_put_back_record_of_one_partition_is_returned_as_it_is() -> None:
         again = b"".join(dumps_line(json.loads(line)) for line in record.split(b"\n") if line)
         assert again == record  # what reading the rows and writing them again would return
     assert [decide_put_back("r", r).partition for r in records] == [("2026-12-31", "12"), ("2026-12-31", "13")]
+    assert [one_partition(r) for r in records] == [("2026-12-31", "12"), ("2026-12-31", "13")]  # not read again
+
+
+def test_every_lake_row_begins_with_the_event_time() -> None:
+    """one_partition reads a put-back record's partition from the first column of its rows."""
+    assert METRICS_COLUMNS[0].name == EVENTS_COLUMNS[0].name == "event_time"
+    assert ROW_START == b'{"event_time":"'
 
 
 def test_put_back_records_that_are_not_one_partition_are_read_row_by_row() -> None:
