@@ -214,34 +214,17 @@ LIMIT {top}
             "for a model without a price, the cost Claude Code reported), beside the cost Claude Code reported; "
             "tokens of models without a price are counted apart",
             f"""
-WITH priced AS (
-  SELECT
-    {user_column("m")} AS user_key,
-    sum({PRICED_COST}) AS priced_cost_usd,
-    sum(CASE WHEN p.usd_per_million_tokens IS NULL THEN m.value ELSE 0 END) AS unpriced_tokens
-  FROM metrics m
-  {PRICED_TOKENS}
-  WHERE m.{since(30)} AND m.metric_name = '{TOKEN_METRIC}'
-  GROUP BY 1
-),
-reported AS (
-  SELECT
-    {user_column("m")} AS user_key,
-    sum(m.value) AS reported_cost_usd,
-    sum(CASE WHEN pm.model_version IS NULL THEN m.value END) AS unpriced_reported_usd
-  FROM metrics m
-  {PRICED_MODELS}
-  WHERE m.{since(30)} AND m.metric_name = '{COST_METRIC}'
-  GROUP BY 1
-)
 SELECT
-  COALESCE(priced.user_key, reported.user_key) AS user_key,
-  round(COALESCE(priced.priced_cost_usd, 0) + COALESCE(reported.unpriced_reported_usd, 0), 4) AS cost_usd,
-  round(priced.priced_cost_usd, 4) AS priced_cost_usd,
-  round(reported.reported_cost_usd, 4) AS reported_cost_usd,
-  COALESCE(priced.unpriced_tokens, 0) AS unpriced_tokens
-FROM priced
-FULL OUTER JOIN reported ON priced.user_key = reported.user_key
+  {user_column("m")} AS user_key,
+  round(sum({COST}), 4) AS cost_usd,
+  round(sum({PRICED_COST}), 4) AS priced_cost_usd,
+  round({metric_sum(COST_METRIC)}, 4) AS reported_cost_usd,
+  COALESCE({metric_sum(TOKEN_METRIC, "p.usd_per_million_tokens IS NULL")}, 0) AS unpriced_tokens
+FROM metrics m
+{PRICED_TOKENS}
+{PRICED_MODELS}
+WHERE m.{since(30)} AND m.metric_name IN ('{TOKEN_METRIC}', '{COST_METRIC}')
+GROUP BY 1
 ORDER BY cost_usd DESC, 1
 LIMIT {top}
 """,
