@@ -79,9 +79,6 @@ REPEAT = 3
 CLIENT_DELIVERIES = 12
 HOUR = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
-LOGS_INSIGHTS_GB_SCANNED = 0.005
-"""USD per GB scanned by Logs Insights, the us-east-1 list price (no eu-west-1 rate was found; the other prices
-are offline/prices.py's eu-west-1 ones, the same for Lambda in both regions)."""
 GUIDANCE_QUERIES = 10
 """Logs Insights queries the guidance's metrics aggregator starts every 5 minutes, each over the last 5 minutes of
 the metrics log group (total tokens, active users and their details, cache, top users, operations, languages,
@@ -148,7 +145,7 @@ class RecordingTable:
         response = getattr(self.table, operation)(**request)
         self.seconds += time.process_time() - started
         if self.recording:
-            self.recorded.append((operation, request, projected(response, request)))
+            self.recorded.append((operation, request, response))
         return response
 
     def transact_write_items(self, **request: Any) -> Any:
@@ -165,20 +162,6 @@ class RecordingTable:
 
     def update_item(self, **request: Any) -> Any:
         return self._call("update_item", **request)
-
-
-def projected(response: Any, request: dict[str, Any]) -> Any:
-    """A batch get's answer as DynamoDB gives it: only the attributes asked for (the in-memory table gives all)."""
-    if not response or "RequestItems" not in request:
-        return response
-    ((table, asked),) = request["RequestItems"].items()
-    names = asked.get("ExpressionAttributeNames", {})
-    wanted = {names.get(part.strip(), part.strip()) for part in asked.get("ProjectionExpression", "").split(",")}
-    items = [
-        {name: value for name, value in item.items() if name in wanted or not wanted}
-        for item in response["Responses"][table]
-    ]
-    return {"Responses": {table: items}}
 
 
 @dataclass
@@ -339,14 +322,14 @@ def cost_per_million(result: dict[str, Any]) -> dict[str, float]:
     scale = 1_000_000 / result["log_events"]
     items = result["writes"] * scale
     own_cpu = result["own_seconds"] * scale
-    client_cpu = result["client_us_per_item"] / 1e6 * items
+    client_cpu = result["client_us_per_item"] / 1e6 * (items + result["claim_requests"] * scale)  # as measured
     compute = gb_seconds(own_cpu + client_cpu, AGGREGATOR) * usd("lambda_arm_gb_second")
     calls = sum(result["calls"].values()) * scale
     waiting = gb_seconds(calls * DYNAMODB_CALL_SECONDS, AGGREGATOR, cpu_bound=False) * usd("lambda_arm_gb_second")
     requests = result["deliveries"] * scale * usd("lambda_request")
     lambda_total = compute + waiting + requests
     scanned_gb = result["log_bytes"] * scale / 1e9 * GUIDANCE_QUERIES
-    insights = scanned_gb * LOGS_INSIGHTS_GB_SCANNED
+    insights = scanned_gb * usd("logs_insights_gb")
     return {
         "own_cpu_seconds": own_cpu,
         "client_cpu_seconds": client_cpu,
@@ -430,7 +413,7 @@ def report(aggregator: dict[str, Any], reads: dict[int, int]) -> str:
             f"Cost per million log events ({REGION} list prices from offline/prices.py: Lambda on arm64 "
             f"${usd('lambda_arm_gb_second'):.10f} per GB-second and ${usd('lambda_request') * 1e6:.2f} per million "
             f"requests, DynamoDB ${usd('dynamodb_wru') * 1e6:.3f} per million write units; Logs Insights "
-            f"${LOGS_INSIGHTS_GB_SCANNED} per GB scanned, the us-east-1 price, as no {REGION} rate was found):",
+            f"${usd('logs_insights_gb')} per GB scanned, the us-east-1 price, as no {REGION} rate was found):",
             "",
             "| | USD per million log events |",
             "|---|---:|",

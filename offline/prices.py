@@ -15,6 +15,16 @@ DYNAMODB_CALL_SECONDS = 0.010
 get). The function waits, and is billed for it."""
 
 _OFFER = "https://pricing.us-east-1.amazonaws.com/offers/v1.0/aws/{service}/{version}/eu-west-1/index.json"
+# The dated offer files the prices were read from, one per service ("current" where a row says so).
+ELB_OFFER = _OFFER.format(service="AWSELB", version="20260911124544")
+LAMBDA_OFFER = _OFFER.format(service="AWSLambda", version="20261001184746")
+SECRETS_MANAGER_OFFER = _OFFER.format(service="AWSSecretsManager", version="20260911124610")
+CLOUDWATCH_OFFER = _OFFER.format(service="AmazonCloudWatch", version="20260922021715")
+DYNAMODB_OFFER = _OFFER.format(service="AmazonDynamoDB", version="20260911124422")
+EC2_OFFER = _OFFER.format(service="AmazonEC2", version="20260925174521")
+ECS_OFFER = _OFFER.format(service="AmazonECS", version="20260911124425")
+S3_OFFER = _OFFER.format(service="AmazonS3", version="20260928230416")
+VPC_OFFER = _OFFER.format(service="AmazonVPC", version="20260917190528")
 
 
 @dataclass(frozen=True)
@@ -31,61 +41,65 @@ class Price:
 
 PRICES: tuple[Price, ...] = (
     Price("nat_hour", "NAT gateway", 0.048, "NAT gateway-hour",
-          _OFFER.format(service="AmazonEC2", version="20260925174521"), note="usage type EU-NatGateway-Hours"),
+          EC2_OFFER, note="usage type EU-NatGateway-Hours"),
     Price("nat_gb", "NAT gateway data processed", 0.048, "GB",
-          _OFFER.format(service="AmazonEC2", version="20260925174521"), note="usage type EU-NatGateway-Bytes"),
+          EC2_OFFER, note="usage type EU-NatGateway-Bytes"),
     Price("public_ipv4_hour", "Public IPv4 address in use", 0.005, "address-hour",
-          _OFFER.format(service="AmazonVPC", version="20260917190528"), note="EU-PublicIPv4:InUseAddress"),
+          VPC_OFFER, note="EU-PublicIPv4:InUseAddress"),
     Price("alb_hour", "Application Load Balancer", 0.0252, "ALB-hour",
           "https://aws.amazon.com/elasticloadbalancing/pricing/",
           note="EU-LoadBalancerUsage; the page renders regional rates in the browser: the rate is a July 2026 "
           "eu-west-1 bill's ($15.00 for 595 h)"),
     Price("alb_lcu_hour", "Application Load Balancer capacity unit", 0.008, "LCU-hour",
-          _OFFER.format(service="AWSELB", version="20260911124544"), note="EU-LCUUsage"),
+          ELB_OFFER, note="EU-LCUUsage"),
     Price("fargate_arm_vcpu_hour", "Fargate vCPU, Linux/ARM64", 0.03238, "vCPU-hour",
-          "https://pricing.us-east-1.amazonaws.com/offers/v1.0/aws/AmazonECS/current/eu-west-1/index.json",
+          _OFFER.format(service="AmazonECS", version="current"),
           note="EU-Fargate-ARM-vCPU-Hours:perCPU, SKU KXC9CEUQGJQPNZPY"),
     Price("fargate_arm_gb_hour", "Fargate memory, Linux/ARM64", 0.00356, "GB-hour",
-          "https://pricing.us-east-1.amazonaws.com/offers/v1.0/aws/AmazonECS/current/eu-west-1/index.json",
+          _OFFER.format(service="AmazonECS", version="current"),
           note="EU-Fargate-ARM-GB-Hours, SKU MGJ5EB5GSHR8QZDF"),
     Price("fargate_x86_vcpu_hour", "Fargate vCPU, Linux/x86", 0.04048, "vCPU-hour",
-          _OFFER.format(service="AmazonECS", version="20260911124425"), note="EU-Fargate-vCPU-Hours:perCPU"),
+          ECS_OFFER, note="EU-Fargate-vCPU-Hours:perCPU"),
     Price("fargate_x86_gb_hour", "Fargate memory, Linux/x86", 0.004445, "GB-hour",
-          _OFFER.format(service="AmazonECS", version="20260911124425"), note="EU-Fargate-GB-Hours"),
+          ECS_OFFER, note="EU-Fargate-GB-Hours"),
     Price("kms_key_month", "KMS key", 1.00, "key-month", "https://aws.amazon.com/kms/pricing/",
           note="every region; each automatic rotation adds $1 a month for the first two rotations"),
     Price("alarm_month", "CloudWatch alarm, standard resolution", 0.10, "alarm metric-month",
-          _OFFER.format(service="AmazonCloudWatch", version="20260922021715"), note="EU-CW:AlarmMonitorUsage"),
+          CLOUDWATCH_OFFER, note="EU-CW:AlarmMonitorUsage"),
     Price("metric_month", "CloudWatch custom metric (first 10,000)", 0.30, "metric-month",
-          _OFFER.format(service="AmazonCloudWatch", version="20260922021715"), note="EU-CW:MetricMonitorUsage"),
+          CLOUDWATCH_OFFER, note="EU-CW:MetricMonitorUsage"),
     Price("dashboard_month", "CloudWatch dashboard, beyond 3 free", 3.00, "dashboard-month",
           "https://aws.amazon.com/cloudwatch/pricing/", note="every region"),
     Price("logs_ingest_gb", "CloudWatch Logs ingestion, Standard class", 0.57, "GB",
-          _OFFER.format(service="AmazonCloudWatch", version="20260922021715"), note="EU-DataProcessing-Bytes"),
+          CLOUDWATCH_OFFER, note="EU-DataProcessing-Bytes"),
     Price("logs_storage_gb_month", "CloudWatch Logs storage", 0.03, "GB-month",
-          _OFFER.format(service="AmazonCloudWatch", version="20260922021715"), note="EU-TimedStorage-ByteHrs"),
+          CLOUDWATCH_OFFER, note="EU-TimedStorage-ByteHrs"),
+    Price("logs_insights_gb", "CloudWatch Logs Insights, data scanned", 0.005, "GB",
+          "https://aws.amazon.com/cloudwatch/pricing/",
+          note="the us-east-1 rate, as no eu-west-1 rate was found; only the benchmark's comparison with AWS's "
+          "guidance uses it"),
     Price("secret_month", "Secrets Manager secret", 0.40, "secret-month",
-          _OFFER.format(service="AWSSecretsManager", version="20260911124610"), note="EU-AWSSecretsManager-Secrets"),
+          SECRETS_MANAGER_OFFER, note="EU-AWSSecretsManager-Secrets"),
     Price("dynamodb_wru", "DynamoDB on-demand write request unit", 0.705e-6, "WRU",
-          _OFFER.format(service="AmazonDynamoDB", version="20260911124422"), note="EU-WriteRequestUnits"),
+          DYNAMODB_OFFER, note="EU-WriteRequestUnits"),
     Price("dynamodb_rru", "DynamoDB on-demand read request unit", 0.1415e-6, "RRU",
-          _OFFER.format(service="AmazonDynamoDB", version="20260911124422"), note="EU-ReadRequestUnits"),
+          DYNAMODB_OFFER, note="EU-ReadRequestUnits"),
     Price("dynamodb_storage_gb_month", "DynamoDB storage", 0.283, "GB-month",
-          _OFFER.format(service="AmazonDynamoDB", version="20260911124422"),
+          DYNAMODB_OFFER,
           note="EU-TimedStorage-ByteHrs, beyond the first 25 GB (not deducted here)"),
     Price("dynamodb_pitr_gb_month", "DynamoDB point-in-time recovery storage", 0.22, "GB-month",
-          _OFFER.format(service="AmazonDynamoDB", version="20260911124422"), note="EU-TimedPITRStorage-ByteHrs"),
+          DYNAMODB_OFFER, note="EU-TimedPITRStorage-ByteHrs"),
     Price("lambda_request", "Lambda request", 0.20e-6, "request",
-          _OFFER.format(service="AWSLambda", version="20261001184746"), note="EU-Request"),
+          LAMBDA_OFFER, note="EU-Request"),
     Price("lambda_arm_gb_second", "Lambda compute, ARM64 (first 7.5 billion GB-s)", 0.0000133334, "GB-second",
-          "https://pricing.us-east-1.amazonaws.com/offers/v1.0/aws/AWSLambda/current/eu-west-1/index.json",
+          _OFFER.format(service="AWSLambda", version="current"),
           note="EU-Lambda-GB-Second-ARM, tier 1"),
     Price("lambda_x86_gb_second", "Lambda compute, x86 (first 6 billion GB-s)", 0.0000166667, "GB-second",
-          _OFFER.format(service="AWSLambda", version="20261001184746"), note="EU-Lambda-GB-Second, tier 1"),
+          LAMBDA_OFFER, note="EU-Lambda-GB-Second, tier 1"),
     Price("s3_put", "S3 PUT, COPY, POST or LIST request", 0.005e-3, "request",
-          _OFFER.format(service="AmazonS3", version="20260928230416"), note="EU-Requests-Tier1"),
+          S3_OFFER, note="EU-Requests-Tier1"),
     Price("s3_storage_gb_month", "S3 Standard storage (first 50 TB)", 0.023, "GB-month",
-          _OFFER.format(service="AmazonS3", version="20260928230416"), note="EU-TimedStorage-ByteHrs"),
+          S3_OFFER, note="EU-TimedStorage-ByteHrs"),
     Price("firehose_ingest_gb", "Data Firehose ingestion", None, "GB",
           "https://aws.amazon.com/firehose/pricing/",
           note="not found: the page renders regional rates in the browser, and no eu-west-1 rate was in the "

@@ -98,12 +98,17 @@ class MemoryTable:
         return {"Attributes": after}
 
     def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:  # noqa: N803 - boto3's name
+        """Only the attributes the projection asks for, as DynamoDB answers."""
         ((table, request),) = RequestItems.items()
+        names = request.get("ExpressionAttributeNames", {})
+        wanted = {names.get(part.strip(), part.strip()) for part in request.get("ProjectionExpression", "").split(",")}
         found = []
         for key in request["Keys"]:
             item = self.items.get((key["pk"]["S"], key["sk"]["S"]))
             if item is not None:
-                found.append(item)
+                found.append(
+                    {name: value for name, value in item.items() if name in wanted} if wanted != {""} else item
+                )
         return {"Responses": {table: found}}
 
     def transact_write_items(self, TransactItems: list[dict[str, Any]]) -> None:  # noqa: N803
