@@ -199,7 +199,7 @@ def otlp_attributes(values: list[dict[str, Any]]) -> dict[str, Any]:
 
 def exported(path: Path, kind: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """(resource attributes, record attributes) of the one data point or log record the file exporter wrote."""
-    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = requests_in(path)
     if kind == "metrics":
         resources = [r for line in lines for r in line["resourceMetrics"]]
         records = [

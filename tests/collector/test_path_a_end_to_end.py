@@ -10,7 +10,7 @@ exporters' model (tests/exporters.py), the aggregator (moto) and the Firehose tr
 - The proxy validates the token as the prod HTTPS listener's rendered action says (issuer, `aud`) against
   the test key's JWKS and forwards the request unchanged; it refuses anything else with 401.
 - The collector runs the configuration the prod preview wrote (collector-*.yaml, identity `jwt`), with file
-  exporters standing in for awsemf and awscloudwatchlogs (tests/collector/test_validate.py; the Go module
+  exporters standing in for awsemf and awscloudwatchlogs (tests/collector/running.py; the Go module
   proxy here serves neither AWS exporter). Its output, OTLP JSON after every processor, goes through the
   exporters' model into the aggregator and the transform.
 

@@ -62,6 +62,7 @@ from tests.collector.running import (
     post,
     running_collector,
 )
+from tests.components.collector_settings import settings_for as shared_settings_for
 from tests.conftest import PROGRAMS, preview_program
 
 STAND_IN_EXPORTER = "debug"
@@ -75,15 +76,8 @@ PROGRAMS_WITH_COLLECTOR_CONFIG = sorted(
 
 
 def settings_for(mode: str, grpc: bool) -> CollectorPipelineSettings:
-    return CollectorPipelineSettings(
-        region="eu-west-1",
-        environment="test",
-        metrics_namespace="ClaudeCode",
-        metrics_log_group="/ccm-test-collector/metrics",
-        events_log_group="/ccm-test-collector/events",
-        identity_mode="jwt" if mode == "jwt" else "none",
-        grpc=grpc,
-    )
+    """The shared test settings in environment `test` (the identity tests read it back), over gRPC or not."""
+    return shared_settings_for(mode, grpc=grpc, environment="test")
 
 
 # Validation ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ helpers for tests/harness/test_live_pipeline.py.
   private mount namespace); elsewhere the same settings go through `--settings`, which the client honours for
   the `env` block and `otelHeadersHelper` alike, and the one test that checks the source fails, saying so.
 - `LiveRun` reads what the receiver captured with the fixture readers of tests/harness/record.py. The tests
-  replay those requests into the real collector (tests/collector/test_validate.py's `running_collector`, on the
+  replay those requests into the real collector (tests/collector/running.py's `running_collector`, on the
   stack's rendered configuration with file exporters standing in for the AWS ones); `emf_events` /
   `event_log_events` write the collector's output as its AWS exporters would (tests/exporters.py), applying
   none of its processors again.

@@ -9,7 +9,7 @@ provides.
 
 - Path A, dev (identity `none`): a dated model, the default (undated) model, a Write/Edit tool turn and an API
   error. What arrives (headers, temporality, attributes); then each session's exports, replayed as received
-  into the real collector running the configuration the dev preview rendered (tests/collector/test_validate.py,
+  into the real collector running the configuration the dev preview rendered (tests/collector/running.py,
   file exporters standing in for the AWS ones), whose processors set deployment.environment and `unattributed`;
   its output through the AWS exporters' model (tests/exporters.py, no processor modelled) into the aggregator
   (moto) and the Firehose transform: tokens per user, model and type equal what the fake billed; cost is the
@@ -54,7 +54,6 @@ from lambda_src.common import rollups as keys
 from lambda_src.common.pricing import DEFAULT_PRICE_TABLE, model_version
 from offline.preview import PROJECT_ROOT, PreviewResult
 from tests.clock import DEFAULT_START, Clock
-from tests.collector import conftest as collector_fixtures
 from tests.collector.running import Task, post, running_collector
 from tests.exporters import with_ids
 from tests.harness import claude_client as cc
@@ -72,9 +71,6 @@ from tests.harness.live_pipeline import (
 from tests.harness.record import DATED_MODEL, Point, Record, ledger_totals, token_totals
 from tests.lambda_src.rollup_table import Deployed
 from tests.telemetry import firehose_event, logs_batch
-
-# The real collector binary (tests/collector/conftest.py: built by `make collector`, cached in .tools/otelcol/).
-collector_binary = collector_fixtures.collector_binary
 
 USER_ID = re.compile(r"^[0-9a-f]{64}$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")

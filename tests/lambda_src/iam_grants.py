@@ -60,7 +60,7 @@ def recording(make: Callable[..., Any], called: set[str]) -> Callable[..., Any]:
 
     def record(params: dict[str, Any], model: Any, **_: Any) -> None:
         with lock:
-            called.update(actions_of(model.service_model.signing_name, model.name, params))
+            called.update(actions_of(model.service_model.service_name, model.name, params))
 
     def recording_client(service: str, **options: Any) -> Any:
         made = make(service, **options)

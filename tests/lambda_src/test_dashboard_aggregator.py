@@ -349,8 +349,9 @@ def test_a_stack_price_re_prices_tokens_and_the_client_cost_stays_beside(
 def test_every_aws_call_the_handler_makes_is_an_action_its_role_is_granted(
     deployed: Deployed, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """moto does not enforce IAM, so every call of every client the deployed handler makes is recorded, over a
-    delivery with a malformed log event (queued), one that overlaps it (claims found taken) and a retry."""
+    """moto does not check IAM here (its enforcement is off by default), so every call of every client the
+    deployed handler makes is recorded, over a delivery with a malformed log event (queued), one that overlaps it
+    (claims found taken) and a retry. Actions only: the grant's resources are not checked here."""
     called: set[str] = set()
 
     def make(service: str, **options: Any) -> Any:

@@ -565,9 +565,10 @@ def test_the_run_log_line_carries_its_metrics_in_embedded_metric_format(
 def test_every_aws_call_the_handler_makes_is_an_action_its_role_is_granted(
     deployed: Deployed, aws_client: Callable[[str], Any], moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """moto does not enforce IAM: a call the component's grant leaves out passes every other test here and is
-    AccessDenied on AWS. So every operation of every client the handler makes is recorded (botocore's
-    before-call event) over runs that send, find sent, release a refused claim and find an abandoned one."""
+    """moto does not check IAM here (its enforcement is off by default): a call the component's grant leaves out
+    passes every other test and is AccessDenied on AWS. So every operation of every client the handler makes is
+    recorded (botocore's before-parameter-build event) over runs that send, find sent, release a refused claim and
+    find an abandoned one. Actions only: the grant's resources and conditions are not checked here."""
     quota = QuotaHarness(deployed, [QuotaPolicy("default", daily_usd=10 * MINUTE_USD)])
     carol = Developer("carol@example.com", "u-carol", "a-carol")
     quota.work(NOW - timedelta(minutes=1), carol, scale=9)

@@ -40,7 +40,6 @@ from components.collector_config import IDENTITY_ATTRIBUTES, IdentityClaimNames
 from infra.config import IdentityConfig
 from offline.preview import PROJECT_ROOT, PreviewResult
 from tests.clock import Clock
-from tests.collector import conftest as collector_fixtures
 from tests.collector.alb_jwt_proxy import JwtValidation, verify
 from tests.collector.running import exported, metrics_request, post, running_collector
 from tests.harness import claude_client as cc
@@ -161,9 +160,6 @@ class Running:
 def provider(clock: Clock) -> Iterator[FakeOidcProvider]:
     with FakeOidcProvider(clock, client_id=CLIENT_ID, audience=AUDIENCE) as fake:
         yield fake
-
-
-collector_binary = collector_fixtures.collector_binary
 
 
 @pytest.fixture(scope="module")
